@@ -1,0 +1,1 @@
+pub fn main_with_args(_a: Vec<String>) -> i32 { 0 }

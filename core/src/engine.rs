@@ -1,0 +1,558 @@
+//! The engine: the one API every surface (Python, TypeScript, CLI, server) calls.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::audit::{self, ChainCheck, kind};
+use crate::error::{Error, FieldError, Result};
+use crate::model::{
+    Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, now_ms,
+};
+use crate::rules;
+use crate::schema::{self, Schema};
+use crate::store::{Backend, ListQuery, NewAudit, Store, StoreOptions};
+use crate::wait::Hub;
+
+/// Tuning knobs; the defaults suit both an agent process and a server.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub store: StoreOptions,
+    /// How often SQLite's change watcher checks `PRAGMA data_version` (while anyone waits).
+    pub sqlite_poll: Duration,
+    /// How often the PostgreSQL waker re-checks recently ended tasks, in case a `NOTIFY` was
+    /// lost with a dropped connection.
+    pub pg_safety_sweep: Duration,
+    /// How often the deadline sweeper times out overdue tasks that nobody waits on here.
+    pub expiry_sweep: Duration,
+    /// Run migrations on open.
+    pub migrate: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            store: StoreOptions::default(),
+            sqlite_poll: Duration::from_millis(5),
+            pg_safety_sweep: Duration::from_secs(10),
+            expiry_sweep: Duration::from_secs(1),
+            migrate: true,
+        }
+    }
+}
+
+/// A handle on one database. Cheap to clone; clones share connections and the waker.
+///
+/// ```no_run
+/// # async fn demo() -> inloop_core::Result<()> {
+/// use inloop_core::{Engine, EngineOptions, NewTask, Answer};
+/// use serde_json::json;
+/// let engine = Engine::open("sqlite:.inloop/inloop.db", EngineOptions::default()).await?;
+/// let created = engine.create(NewTask {
+///     title: "Approve this refund?".into(),
+///     payload: json!({"order_id": "A-1", "amount": 500.0}),
+///     response_schema: json!({"type": "object", "properties": {"approved": {"type": "boolean"}},
+///                              "required": ["approved"]}),
+///     key: Some("refund-A-1".into()),
+///     ..Default::default()
+/// }).await?;
+/// // elsewhere: engine.answer(created.task.id, Answer { response: json!({"approved": true}),
+/// //                                                   by: "alice".into(), channel: "api".into() })
+/// let done = engine.await_response(created.task.id).await?;
+/// println!("{:?}", done.response);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    hub: Arc<Hub>,
+    opts: EngineOptions,
+    background: OnceLock<Background>,
+}
+
+struct Background {
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(bg) = self.background.get() {
+            for t in bg.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Connects to `url` and (by default) migrates. Must run inside a tokio runtime.
+    pub async fn open(url: &str, opts: EngineOptions) -> Result<Engine> {
+        let store = Store::connect(url, &opts.store).await?;
+        if opts.migrate {
+            store.migrate().await?;
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                hub: Hub::new(),
+                opts,
+                background: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Which database this engine uses.
+    pub fn backend(&self) -> Backend {
+        self.inner.store.backend()
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        self.inner.store.migrate().await
+    }
+
+    /// Starts the waker and the deadline sweeper (idempotent). Waiting starts them on demand;
+    /// a server calls this at startup so deadlines fire even when nobody waits.
+    pub fn start_background(&self) {
+        self.inner.background.get_or_init(|| {
+            let mut tasks = Vec::new();
+            let hub = Arc::clone(&self.inner.hub);
+            tasks.push(match &self.inner.store {
+                Store::Sqlite(s) => s.spawn_waker(hub, self.inner.opts.sqlite_poll),
+                Store::Postgres(s) => s.spawn_waker(hub, self.inner.opts.pg_safety_sweep),
+            });
+            let weak = Arc::downgrade(&self.inner);
+            let every = self.inner.opts.expiry_sweep;
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let engine = Engine { inner };
+                    if let Err(e) = engine.expire_due().await {
+                        tracing::warn!(error = %e, "inloop: deadline sweep failed");
+                    }
+                }
+            }));
+            Background { tasks: Mutex::new(tasks) }
+        });
+    }
+
+    /// Creates the task, or returns the one its `(namespace, key)` already names. The same key
+    /// with a different title, payload or schema is [`Error::KeyReused`].
+    pub async fn create(&self, new: NewTask) -> Result<Created> {
+        let now = now_ms();
+        let requested_by = new.requested_by.clone();
+        let task = prepare(new, now)?;
+        let created = NewAudit {
+            actor: requested_by,
+            channel: None,
+            kind: kind::CREATED,
+            data: json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) }),
+        };
+        let (stored, inserted) = self.inner.store.insert_or_get(&task, created).await?;
+        if !inserted && stored.digest != task.digest {
+            return Err(Error::KeyReused {
+                namespace: stored.namespace,
+                key: stored.key,
+                existing: stored.id,
+                existing_digest: stored.digest,
+                new_digest: task.digest,
+            });
+        }
+        Ok(Created { task: stored, created: inserted })
+    }
+
+    /// The task with this id.
+    pub async fn get(&self, id: Uuid) -> Result<Task> {
+        self.inner
+            .store
+            .get(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// Tasks matching `filter`, newest first, one page at a time.
+    pub async fn list(&self, filter: ListFilter) -> Result<Page> {
+        let limit = filter.limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::InvalidArgument(format!("limit must be 1..=1000, not {limit}")));
+        }
+        let before_id = match filter.cursor.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => Some(
+                Uuid::parse_str(c)
+                    .map_err(|_| Error::InvalidArgument(format!("bad cursor {c:?}")))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if let Some(ns) = &filter.namespace {
+            check_namespace(ns)?;
+        }
+        let q = ListQuery {
+            namespace: filter.namespace,
+            status: filter.status,
+            key_prefix: filter.key_prefix.filter(|p| !p.is_empty()),
+            created_after: filter.created_after,
+            created_before: filter.created_before,
+            before_id,
+            limit: i64::from(limit) + 1,
+        };
+        let mut items = self.inner.store.list(&q).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|t| t.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Submits an answer. It is validated against the response schema here, in the core; an
+    /// invalid answer leaves the task pending and is audited. Exactly one answer is accepted:
+    /// any later one gets [`Error::Conflict`] naming who answered and when.
+    pub async fn answer(&self, id: Uuid, answer: Answer) -> Result<Task> {
+        check_actor(&answer.by)?;
+        check_channel(&answer.channel)?;
+        let task = self.get(id).await?;
+        let invalid = match schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES) {
+            Err(e) => Some(e),
+            Ok(()) => {
+                let mut errors = match Schema::compile("response_schema", &task.response_schema) {
+                    Ok(s) => s.errors(&answer.response),
+                    Err(e) => return Err(e),
+                };
+                errors.extend(nul_errors(&answer.response));
+                (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
+            }
+        };
+        let now = now_ms();
+        let (after, result) = match invalid {
+            Some(err) => {
+                let (by, channel) = (answer.by.clone(), answer.channel.clone());
+                self.inner
+                    .store
+                    .transition(&id, now, move |t| rules::invalid_answer(t, &by, &channel, err, now))
+                    .await?
+            }
+            None => {
+                self.inner
+                    .store
+                    .transition(&id, now, |t| rules::answer(t, &answer, now))
+                    .await?
+            }
+        };
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
+        result.map(|()| after)
+    }
+
+    /// Cancels a pending task; `Conflict` if it already ended.
+    pub async fn cancel(&self, id: Uuid, by: &str, channel: &str, reason: Option<&str>) -> Result<Task> {
+        check_actor(by)?;
+        check_channel(channel)?;
+        if let Some(r) = reason
+            && r.len() > schema::MAX_TITLE_BYTES
+        {
+            return Err(Error::InvalidArgument(format!(
+                "reason is {} bytes, over the limit of {}",
+                r.len(),
+                schema::MAX_TITLE_BYTES
+            )));
+        }
+        let now = now_ms();
+        let (after, result) = self
+            .inner
+            .store
+            .transition(&id, now, |t| rules::cancel(t, by, channel, reason, now))
+            .await?;
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
+        result.map(|()| after)
+    }
+
+    /// Times the task out if it is pending and past its deadline; returns it as it is now.
+    pub async fn expire(&self, id: Uuid) -> Result<Task> {
+        let now = now_ms();
+        let (after, ()) = self.inner.store.transition(&id, now, |t| rules::expire(t, now)).await?;
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
+        Ok(after)
+    }
+
+    /// Times out every overdue pending task; returns how many this call ended.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let mut ended = 0;
+        loop {
+            let due = self.inner.store.due(now_ms(), 500).await?;
+            let n = due.len();
+            for id in due {
+                let before = now_ms();
+                let t = self.expire(id).await?;
+                if t.status == Status::TimedOut && t.ended_at.is_some_and(|e| e >= before) {
+                    ended += 1;
+                }
+            }
+            if n < 500 {
+                return Ok(ended);
+            }
+        }
+    }
+
+    /// Waits until the task ends, or until `limit` passes (then returns it still pending).
+    /// Enforces the deadline itself: when it passes, the task is timed out (compare-and-set,
+    /// audited) and returned. Dropping the future at any point changes nothing.
+    pub async fn wait(&self, id: Uuid, limit: Option<Duration>) -> Result<Task> {
+        self.start_background();
+        let sub = self.inner.hub.subscribe(id);
+        let limit_at = limit.map(|d| Instant::now() + d);
+        loop {
+            let notified = sub.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Boxed so a parked waiter's future stays small (the query's state is large).
+            let task = Box::pin(self.get(id)).await?;
+            if task.status.is_final() {
+                return Ok(task);
+            }
+            let now = now_ms();
+            if task.deadline.is_some_and(|d| d <= now) {
+                let t = Box::pin(self.expire(id)).await?;
+                if t.status.is_final() {
+                    return Ok(t);
+                }
+                continue;
+            }
+            if limit_at.is_some_and(|l| l <= Instant::now()) {
+                return Ok(task);
+            }
+            let deadline_at = task
+                .deadline
+                .map(|d| Instant::now() + Duration::from_millis((d - now).max(0) as u64));
+            let wake_at = match (deadline_at, limit_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Waits for the task's outcome: the completed task, or [`Error::TimedOut`] /
+    /// [`Error::Cancelled`]. Never returns a pending task.
+    pub async fn await_response(&self, id: Uuid) -> Result<Task> {
+        rules::outcome(self.wait(id, None).await?)
+    }
+
+    /// The task's audit trail, oldest first.
+    pub async fn audit(&self, id: Uuid) -> Result<Vec<AuditEvent>> {
+        let events = self.inner.store.audit(&id).await?;
+        if events.is_empty() {
+            self.get(id).await?; // NotFound for an unknown id
+        }
+        Ok(events)
+    }
+
+    /// Verifies the task's audit hash chain.
+    pub async fn verify_audit(&self, id: Uuid) -> Result<ChainCheck> {
+        Ok(audit::verify_chain(&self.audit(id).await?))
+    }
+
+    /// Closes the engine's connections and stops its background work.
+    pub async fn close(&self) {
+        if let Some(bg) = self.inner.background.get() {
+            for t in bg.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                t.abort();
+            }
+        }
+        self.inner.store.close().await;
+    }
+
+    /// How many task ids have waiters in this process (for tests and metrics).
+    pub fn parked(&self) -> usize {
+        self.inner.hub.len()
+    }
+}
+
+/// Checks a creation request and builds the task row.
+fn prepare(new: NewTask, now: i64) -> Result<Task> {
+    let namespace = new.namespace.unwrap_or_else(|| "default".into());
+    check_namespace(&namespace)?;
+    let id = Uuid::now_v7();
+    let key = match new.key {
+        Some(k) => {
+            check_text("key", &k, schema::MAX_KEY_BYTES)?;
+            k
+        }
+        None => id.to_string(),
+    };
+    check_text("title", &new.title, schema::MAX_TITLE_BYTES)?;
+    if new.title.trim().is_empty() {
+        return Err(Error::InvalidArgument("title must not be empty".into()));
+    }
+    if let Some(by) = &new.requested_by {
+        check_actor(by)?;
+    }
+    schema::check_size("payload", &new.payload, schema::MAX_DOCUMENT_BYTES)?;
+    let response = Schema::compile("response_schema", &new.response_schema)?;
+    drop(response);
+    let mut errors = nul_errors(&new.payload);
+    if let Some(ps) = &new.payload_schema {
+        errors.extend(Schema::compile("payload_schema", ps)?.errors(&new.payload));
+    }
+    if !errors.is_empty() {
+        return Err(Error::InvalidPayload { errors });
+    }
+    check_targets("notify", &new.notify, true)?;
+    check_targets("assign_to", &new.assign_to, false)?;
+    let deadline = match new.timeout_ms {
+        None => None,
+        Some(0) => return Err(Error::InvalidArgument("timeout must be positive".into())),
+        Some(ms) if ms > 10 * 366 * 24 * 3600 * 1000 => {
+            return Err(Error::InvalidArgument("timeout must be at most ten years".into()));
+        }
+        Some(ms) => Some(now + ms as i64),
+    };
+    let digest = schema::task_digest(
+        &new.title,
+        &new.payload,
+        new.payload_schema.as_ref(),
+        &new.response_schema,
+    );
+    Ok(Task {
+        id,
+        namespace,
+        key,
+        title: new.title,
+        payload: new.payload,
+        payload_schema: new.payload_schema,
+        response_schema: new.response_schema,
+        digest,
+        notify: new.notify,
+        assign_to: new.assign_to,
+        status: Status::Pending,
+        response: None,
+        answered_by: None,
+        answered_via: None,
+        cancelled_by: None,
+        cancel_reason: None,
+        created_at: now,
+        updated_at: now,
+        deadline,
+        ended_at: None,
+    })
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} must not be empty")));
+    }
+    if s.len() > max {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes, over the limit of {max}",
+            s.len()
+        )));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(Error::InvalidArgument(format!("{what} must not contain control characters")));
+    }
+    Ok(())
+}
+
+fn check_namespace(ns: &str) -> Result<()> {
+    check_text("namespace", ns, schema::MAX_NAMESPACE_BYTES)?;
+    if !ns.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(Error::InvalidArgument(format!(
+            "namespace {ns:?} may only contain ASCII letters, digits and - _ . :"
+        )));
+    }
+    Ok(())
+}
+
+fn check_actor(by: &str) -> Result<()> {
+    if by.trim().is_empty() {
+        return Err(Error::InvalidArgument("who answers (`by`) must be given".into()));
+    }
+    check_text("by", by, schema::MAX_ACTOR_BYTES)
+}
+
+fn check_channel(channel: &str) -> Result<()> {
+    check_text("channel", channel, 64)
+}
+
+fn check_targets(what: &str, targets: &[String], need_kind: bool) -> Result<()> {
+    if targets.len() > 50 {
+        return Err(Error::InvalidArgument(format!("{what} has more than 50 entries")));
+    }
+    for t in targets {
+        check_text(what, t, schema::MAX_ACTOR_BYTES)?;
+        if need_kind {
+            let ok = t.split_once(':').is_some_and(|(k, rest)| {
+                !k.is_empty() && !rest.is_empty() && k.chars().all(|c| c.is_ascii_lowercase())
+            });
+            if !ok {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} entry {t:?} must look like CHANNEL:TARGET, e.g. \"slack:#ops\""
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Strings containing U+0000 are refused on both backends (PostgreSQL cannot store them).
+fn nul_errors(v: &Value) -> Vec<FieldError> {
+    fn walk(v: &Value, path: &mut String, out: &mut Vec<FieldError>) {
+        match v {
+            Value::String(s) if s.contains('\0') => out.push(FieldError {
+                path: path.clone(),
+                message: "strings must not contain the NUL character (U+0000)".into(),
+            }),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("/{i}"));
+                    walk(item, path, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    if k.contains('\0') {
+                        out.push(FieldError {
+                            path: path.clone(),
+                            message: "keys must not contain the NUL character (U+0000)".into(),
+                        });
+                    }
+                    walk(item, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out);
+    out
+}

@@ -1,0 +1,197 @@
+//! Errors with stable codes.
+//!
+//! Every error the engine returns has a `code()` that never changes between releases: the
+//! bindings map it to their own exception classes (`inloop.TimedOut`, `InloopError.code` in
+//! TypeScript), the CLI prints it, and the REST API will return it. `details()` carries the
+//! structured facts (field errors, who answered and when) so no caller has to parse a message.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::model::{Status, format_ms};
+
+/// One problem found in a JSON document, located by a JSON Pointer into the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FieldError {
+    /// JSON Pointer to the offending value (`""` is the whole document, `/amount` a field).
+    pub path: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// The engine's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The payload does not match its schema (or is not valid JSON).
+    #[error("invalid payload: {}", summarize(.errors))]
+    InvalidPayload { errors: Vec<FieldError> },
+
+    /// An answer does not match the task's response schema. The task stays pending.
+    #[error("invalid answer: {}", summarize(.errors))]
+    InvalidAnswer { errors: Vec<FieldError> },
+
+    /// A schema given to the engine is not a usable JSON Schema.
+    #[error("invalid schema ({which}): {message}")]
+    InvalidSchema { which: &'static str, message: String },
+
+    /// An argument is malformed (bad namespace, key, id, URL, filter ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// A document exceeds its documented size limit.
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { what: &'static str, size: usize, limit: usize },
+
+    /// No task with this id.
+    #[error("task {0} not found")]
+    NotFound(String),
+
+    /// The idempotency key already names a task whose title, payload or schemas differ.
+    #[error(
+        "key {key:?} in namespace {namespace:?} already names task {existing} with a different request \
+         (digest {existing_digest}, this request {new_digest}); use a new key for a new request"
+    )]
+    KeyReused {
+        namespace: String,
+        key: String,
+        existing: Uuid,
+        existing_digest: String,
+        new_digest: String,
+    },
+
+    /// The task is no longer pending: an answer (or a cancel) arrived after it ended.
+    #[error("{}", conflict_message(.id, .status, .by.as_deref(), .at))]
+    Conflict {
+        id: Uuid,
+        status: Status,
+        by: Option<String>,
+        at: i64,
+    },
+
+    /// The task reached its deadline without an answer.
+    #[error("task {id} timed out at {} without an answer", format_ms(*.at))]
+    TimedOut { id: Uuid, at: i64 },
+
+    /// The task was cancelled.
+    #[error("task {id} was cancelled{} at {}{}", .by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default(), format_ms(*.at), .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Cancelled {
+        id: Uuid,
+        by: Option<String>,
+        at: i64,
+        reason: Option<String>,
+    },
+
+    /// The configuration (database URL, environment) is unusable.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(String),
+
+    /// A stored audit chain or row could not be read back as written.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable, machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidPayload { .. } => "invalid_payload",
+            Error::InvalidAnswer { .. } => "invalid_answer",
+            Error::InvalidSchema { .. } => "invalid_schema",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::TooLarge { .. } => "too_large",
+            Error::NotFound(_) => "not_found",
+            Error::KeyReused { .. } => "key_reused",
+            Error::Conflict { .. } => "conflict",
+            Error::TimedOut { .. } => "timed_out",
+            Error::Cancelled { .. } => "cancelled",
+            Error::Config(_) => "config",
+            Error::Database(_) => "database",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Structured facts about the error, as JSON (an object; `{}` when there are none).
+    pub fn details(&self) -> Value {
+        match self {
+            Error::InvalidPayload { errors } | Error::InvalidAnswer { errors } => {
+                json!({ "errors": errors })
+            }
+            Error::InvalidSchema { which, .. } => json!({ "schema": which }),
+            Error::TooLarge { what, size, limit } => {
+                json!({ "what": what, "size": size, "limit": limit })
+            }
+            Error::NotFound(id) => json!({ "id": id }),
+            Error::KeyReused {
+                namespace,
+                key,
+                existing,
+                existing_digest,
+                new_digest,
+            } => json!({
+                "namespace": namespace, "key": key, "existing_task": existing,
+                "existing_digest": existing_digest, "new_digest": new_digest,
+            }),
+            Error::Conflict { id, status, by, at } => json!({
+                "task_id": id, "status": status, "by": by, "at": format_ms(*at),
+            }),
+            Error::TimedOut { id, at } => json!({ "task_id": id, "at": format_ms(*at) }),
+            Error::Cancelled { id, by, at, reason } => json!({
+                "task_id": id, "by": by, "at": format_ms(*at), "reason": reason,
+            }),
+            Error::InvalidArgument(_) | Error::Config(_) | Error::Database(_) | Error::Internal(_) => {
+                json!({})
+            }
+        }
+    }
+}
+
+fn summarize(errors: &[FieldError]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(5)
+        .map(|e| {
+            if e.path.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.path, e.message)
+            }
+        })
+        .collect();
+    if errors.len() > 5 {
+        parts.push(format!("and {} more", errors.len() - 5));
+    }
+    parts.join("; ")
+}
+
+fn conflict_message(id: &Uuid, status: &Status, by: Option<&str>, at: &i64) -> String {
+    let at = format_ms(*at);
+    match status {
+        Status::Completed => match by {
+            Some(by) => format!("task {id} was already answered by {by} at {at}"),
+            None => format!("task {id} was already answered at {at}"),
+        },
+        Status::TimedOut => format!("task {id} timed out at {at}"),
+        Status::Cancelled => match by {
+            Some(by) => format!("task {id} was cancelled by {by} at {at}"),
+            None => format!("task {id} was cancelled at {at}"),
+        },
+        Status::VerificationExhausted => {
+            format!("task {id} ended at {at} after its verification attempts ran out")
+        }
+        Status::Pending => format!("task {id} is pending"),
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(e.to_string())
+    }
+}
+
+/// `Result` with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

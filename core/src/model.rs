@@ -1,0 +1,233 @@
+//! The task model: what is stored, what callers pass in, what they get back.
+//!
+//! Times are milliseconds since the Unix epoch (UTC) in the database and in these structs, and
+//! RFC 3339 strings in JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Where a task is in its life. `Pending` is the only state an answer can move it out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Completed,
+    TimedOut,
+    Cancelled,
+    VerificationExhausted,
+}
+
+impl Status {
+    /// The stored and wire name (`"pending"`, `"timed_out"` ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Completed => "completed",
+            Status::TimedOut => "timed_out",
+            Status::Cancelled => "cancelled",
+            Status::VerificationExhausted => "verification_exhausted",
+        }
+    }
+
+    /// Whether the task has ended (no answer can be accepted any more).
+    pub fn is_final(self) -> bool {
+        self != Status::Pending
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => Status::Pending,
+            "completed" => Status::Completed,
+            "timed_out" => Status::TimedOut,
+            "cancelled" => Status::Cancelled,
+            "verification_exhausted" => Status::VerificationExhausted,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown status {other:?} (expected pending, completed, timed_out, cancelled or verification_exhausted)"
+                )));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request for a human, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: Uuid,
+    pub namespace: String,
+    /// Idempotency key, unique within the namespace.
+    pub key: String,
+    /// What the human is asked.
+    pub title: String,
+    pub payload: Value,
+    pub payload_schema: Option<Value>,
+    pub response_schema: Value,
+    /// SHA-256 (hex) of the canonical JSON of title, payload and both schemas.
+    pub digest: String,
+    /// Where the request is delivered (`"slack:#ops"`, `"email:a@x.com"` ...).
+    pub notify: Vec<String>,
+    /// Who the request is for (user names or e-mail addresses); empty means anyone.
+    pub assign_to: Vec<String>,
+    pub status: Status,
+    pub response: Option<Value>,
+    /// Who answered the task.
+    pub answered_by: Option<String>,
+    /// Through which channel the accepted answer came (`"api"`, `"cli"`, `"python"` ...).
+    pub answered_via: Option<String>,
+    /// Who cancelled the task, when it was cancelled.
+    pub cancelled_by: Option<String>,
+    /// Why the task was cancelled, when it was.
+    pub cancel_reason: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "rfc3339")]
+    pub updated_at: i64,
+    #[serde(with = "rfc3339_opt")]
+    pub deadline: Option<i64>,
+    #[serde(with = "rfc3339_opt")]
+    pub ended_at: Option<i64>,
+}
+
+/// What a caller passes to create a task.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewTask {
+    /// Namespace; `"default"` when empty.
+    pub namespace: Option<String>,
+    /// Idempotency key; a fresh unique key when absent (every call then creates a task).
+    pub key: Option<String>,
+    pub title: String,
+    pub payload: Value,
+    pub payload_schema: Option<Value>,
+    pub response_schema: Value,
+    pub notify: Vec<String>,
+    pub assign_to: Vec<String>,
+    /// Time allowed for an answer, in milliseconds from creation.
+    pub timeout_ms: Option<u64>,
+    /// Who asks (an agent's name); recorded as the actor of the `created` audit row.
+    pub requested_by: Option<String>,
+}
+
+/// The result of create-or-get: the task, and whether this call created it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Created {
+    pub task: Task,
+    /// `false` when the key already named this task (a replay).
+    pub created: bool,
+}
+
+/// An answer from a person (or a program acting for one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub response: Value,
+    /// Who answers; recorded on the task and in the audit trail.
+    pub by: String,
+    /// Through which channel the answer came (`"api"`, `"cli"`, `"python"` ...).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+}
+
+fn default_channel() -> String {
+    "api".into()
+}
+
+/// Filters for listing tasks. Every field is optional; results are newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListFilter {
+    pub namespace: Option<String>,
+    pub status: Option<Status>,
+    pub key_prefix: Option<String>,
+    /// Only tasks created at or after this time (ms since epoch).
+    pub created_after: Option<i64>,
+    /// Only tasks created before this time (ms since epoch).
+    pub created_before: Option<i64>,
+    /// Page size, 1..=1000; 50 when absent.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<Task>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One row of a task's append-only, hash-chained audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub task_id: Uuid,
+    /// 1, 2, 3 ... within the task.
+    pub seq: i64,
+    #[serde(with = "rfc3339")]
+    pub at: i64,
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    /// `created`, `answer_accepted`, `answer_refused`, `timed_out`, `cancelled`.
+    pub kind: String,
+    pub data: Value,
+    /// Hash of the previous row of this task (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and the canonical JSON of this row's fields.
+    pub hash: String,
+}
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 (UTC, milliseconds) for a time in ms since the epoch.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Parses RFC 3339 into ms since the epoch.
+pub fn parse_rfc3339(s: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| Error::InvalidArgument(format!("not an RFC 3339 time: {s:?} ({e})")))
+}
+
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_ms(*ms))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_str(&super::format_ms(*ms)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::parse_rfc3339(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

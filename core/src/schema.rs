@@ -1,0 +1,199 @@
+//! JSON Schema validation, canonical JSON, digests, and the documented size limits.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, FieldError, Result};
+
+/// Largest accepted payload or answer: 256 KiB of canonical JSON.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Largest accepted payload or response schema: 64 KiB of canonical JSON.
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+/// Longest title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1000;
+/// Longest idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 128;
+/// Longest actor name (`by`), in bytes.
+pub const MAX_ACTOR_BYTES: usize = 320;
+/// At most this many field errors are reported for one document.
+pub const MAX_FIELD_ERRORS: usize = 50;
+
+/// Canonical JSON: object keys sorted by code point, no insignificant whitespace, numbers as
+/// serde_json prints them (shortest round-trip form). Equal documents give equal strings.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Hex SHA-256 of a string.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The task digest: SHA-256 of the canonical JSON of the title, payload and both schemas.
+/// What the human approves is exactly what the agent asked; the same key with another digest
+/// is a different request.
+pub fn task_digest(
+    title: &str,
+    payload: &Value,
+    payload_schema: Option<&Value>,
+    response_schema: &Value,
+) -> String {
+    let doc = serde_json::json!({
+        "title": title,
+        "payload": payload,
+        "payload_schema": payload_schema,
+        "response_schema": response_schema,
+    });
+    sha256_hex(&canonical_json(&doc))
+}
+
+/// Checks the size of a JSON document against a limit, measured as canonical JSON.
+pub fn check_size(what: &'static str, value: &Value, limit: usize) -> Result<()> {
+    let size = canonical_json(value).len();
+    if size > limit {
+        return Err(Error::TooLarge { what, size, limit });
+    }
+    Ok(())
+}
+
+/// A compiled JSON Schema.
+pub struct Schema {
+    validator: jsonschema::Validator,
+}
+
+impl Schema {
+    /// Compiles a schema. `which` names it in errors (`"payload_schema"`, `"response_schema"`).
+    /// Remote `$ref`s are not fetched: a schema that needs one is refused.
+    pub fn compile(which: &'static str, schema: &Value) -> Result<Schema> {
+        check_size(which, schema, MAX_SCHEMA_BYTES)?;
+        if !schema.is_object() && !schema.is_boolean() {
+            return Err(Error::InvalidSchema {
+                which,
+                message: "a JSON Schema must be an object or a boolean".into(),
+            });
+        }
+        if let Err(e) = jsonschema::meta::validate(schema) {
+            return Err(Error::InvalidSchema {
+                which,
+                message: format!("{} (at {})", e, e.instance_path().as_str()),
+            });
+        }
+        let validator = jsonschema::validator_for(schema).map_err(|e| Error::InvalidSchema {
+            which,
+            message: e.to_string(),
+        })?;
+        Ok(Schema { validator })
+    }
+
+    /// Every problem of `instance` against this schema (at most [`MAX_FIELD_ERRORS`]).
+    pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
+        self.validator
+            .iter_errors(instance)
+            .take(MAX_FIELD_ERRORS)
+            .map(|e| FieldError {
+                path: e.instance_path().as_str().to_string(),
+                message: e.to_string(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a = json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn canonical_json_escapes_strings() {
+        assert_eq!(canonical_json(&json!({"k\"": "a\nb"})), r#"{"k\"":"a\nb"}"#);
+    }
+
+    #[test]
+    fn digest_depends_on_every_part() {
+        let s = json!({"type": "object"});
+        let d = task_digest("t", &json!({"a": 1}), None, &s);
+        assert_eq!(d, task_digest("t", &json!({"a": 1}), None, &s));
+        assert_ne!(d, task_digest("u", &json!({"a": 1}), None, &s));
+        assert_ne!(d, task_digest("t", &json!({"a": 2}), None, &s));
+        assert_ne!(d, task_digest("t", &json!({"a": 1}), Some(&s), &s));
+        assert_ne!(d, task_digest("t", &json!({"a": 1}), None, &json!({})));
+    }
+
+    #[test]
+    fn field_errors_name_the_path() {
+        let schema = Schema::compile(
+            "response_schema",
+            &json!({"type": "object", "properties": {"amount": {"type": "number", "maximum": 10}},
+                    "required": ["amount"]}),
+        )
+        .unwrap();
+        let errs = schema.errors(&json!({"amount": 11}));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "/amount");
+        assert!(errs[0].message.contains("10"), "{}", errs[0].message);
+        let errs = schema.errors(&json!({}));
+        assert_eq!(errs[0].path, "");
+        assert!(errs[0].message.contains("amount"));
+    }
+
+    #[test]
+    fn bad_schemas_are_refused() {
+        assert!(matches!(
+            Schema::compile("response_schema", &json!({"type": "nonsense"})),
+            Err(Error::InvalidSchema { .. })
+        ));
+        assert!(matches!(
+            Schema::compile("response_schema", &json!(5)),
+            Err(Error::InvalidSchema { .. })
+        ));
+        // A remote reference is never fetched.
+        let remote = json!({"$ref": "https://example.com/schema.json"});
+        assert!(matches!(
+            Schema::compile("response_schema", &remote),
+            Err(Error::InvalidSchema { .. })
+        ));
+    }
+}

@@ -1,0 +1,209 @@
+//! Durable storage: SQLite (embedded default) and PostgreSQL.
+//!
+//! The store is deliberately dumb: it inserts, reads, and applies a [`Decision`] atomically
+//! under a row lock. Every rule (what an answer may do to a task, when a task times out) is
+//! decided by the engine in `rules.rs`, once, for both backends. Both backends share one SQL
+//! body (`sql.rs`), instantiated per driver, so a query cannot drift between them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::model::{AuditEvent, Status, Task};
+
+#[macro_use]
+mod sql;
+pub mod postgres;
+pub mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Fields a transition may change on a task.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub status: Status,
+    pub response: Option<Value>,
+    pub answered_by: Option<String>,
+    pub answered_via: Option<String>,
+    pub cancelled_by: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub ended_at: Option<i64>,
+}
+
+/// An audit row to append (seq, time and hashes are filled in by the store).
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+/// What to do to a locked task: change it, append audit rows, both, or neither.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub update: Option<Update>,
+    pub audit: Vec<NewAudit>,
+}
+
+/// A listing query, already checked by the engine.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub namespace: Option<String>,
+    pub status: Option<Status>,
+    pub key_prefix: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    /// Only ids below this one (the previous page's last id).
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long to wait for a connection (and, on SQLite, for the write lock).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store on either backend.
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:PATH`, `postgres://...`). Does not migrate.
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::connect(url, opts).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect(url, opts).await?))
+        } else {
+            Err(Error::Config(format!(
+                "unsupported database URL {:?}: use sqlite:PATH or postgres://...",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations (safe to run concurrently from several processes).
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    /// Inserts `task` unless its `(namespace, key)` exists; returns the stored task and whether
+    /// it was inserted. The `created` audit row is written in the same transaction.
+    pub async fn insert_or_get(&self, task: &Task, created: NewAudit) -> Result<(Task, bool)> {
+        dispatch!(self, s => s.insert_or_get(task, created).await)
+    }
+
+    pub async fn get(&self, id: &Uuid) -> Result<Option<Task>> {
+        dispatch!(self, s => s.get(id).await)
+    }
+
+    pub async fn list(&self, q: &ListQuery) -> Result<Vec<Task>> {
+        dispatch!(self, s => s.list(q).await)
+    }
+
+    /// Locks the task, asks `decide` what to do, applies it and commits; returns the task as
+    /// it is after the commit, and what `decide` returned. `NotFound` if there is no such task.
+    pub async fn transition<T, F>(&self, id: &Uuid, now: i64, decide: F) -> Result<(Task, T)>
+    where
+        F: FnOnce(&Task) -> (Decision, T) + Send,
+        T: Send,
+    {
+        dispatch!(self, s => s.transition(id, now, decide).await)
+    }
+
+    /// Pending tasks whose deadline is at or before `now`, earliest first.
+    pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
+        dispatch!(self, s => s.due(now, limit).await)
+    }
+
+    /// Tasks that ended at or after `since` (ms).
+    pub async fn ended_since(&self, since: i64) -> Result<Vec<Uuid>> {
+        dispatch!(self, s => s.ended_since(since).await)
+    }
+
+    /// A task's audit rows in order.
+    pub async fn audit(&self, id: &Uuid) -> Result<Vec<AuditEvent>> {
+        dispatch!(self, s => s.audit(id).await)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        dispatch!(self, s => s.pool.close().await)
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn parse_id(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| Error::Internal(format!("stored task id {s:?} is not a UUID")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(super::redact_url("sqlite:x.db"), "sqlite:x.db");
+    }
+}

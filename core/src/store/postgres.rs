@@ -1,0 +1,150 @@
+//! PostgreSQL backend: row locks for transitions, `NOTIFY` in the committing transaction, one
+//! `LISTEN` connection per process.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+
+use crate::store::StoreOptions;
+use crate::wait::Hub;
+
+/// The channel the engine `NOTIFY`s on when a task changes state; the payload is
+/// `"<status>:<task id>"`.
+pub const CHANNEL: &str = "inloop_events";
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "tasks",
+    include_str!("../../migrations/postgres/0001_tasks.sql"),
+)];
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, opts: &StoreOptions) -> crate::error::Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            crate::error::Error::Config(format!(
+                "bad PostgreSQL URL {:?}: {e}",
+                crate::store::redact_url(url)
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                crate::error::Error::Database(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::store::redact_url(url)
+                ))
+            })?;
+        Ok(PgStore { pool })
+    }
+
+    /// One `LISTEN` connection for the whole process, plus a slow safety sweep (every
+    /// `safety`) over recently ended tasks in case a notification was lost with a connection.
+    pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, safety: Duration) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let sweeper = {
+                let (pool, hub) = (pool.clone(), Arc::clone(&hub));
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(safety);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if pool.is_closed() {
+                            return;
+                        }
+                        if !hub.is_empty() {
+                            let since = crate::model::now_ms() - safety.as_millis() as i64 - 15_000;
+                            sweep(&pool, &hub, since).await;
+                        }
+                    }
+                })
+            };
+            loop {
+                match listen(&pool, &hub).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inloop: PostgreSQL listener failed; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            sweeper.abort();
+        })
+    }
+}
+
+async fn sweep(pool: &PgPool, hub: &Hub, since: i64) {
+    use sqlx::Row as _;
+    let rows = sqlx::query("SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1")
+        .bind(since)
+        .fetch_all(pool)
+        .await;
+    match rows {
+        Ok(rows) => {
+            for r in rows {
+                if let Ok(id) = r.try_get::<String, _>("id")
+                    && let Ok(id) = crate::store::parse_id(&id)
+                {
+                    hub.wake(&id);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "inloop: safety sweep failed"),
+    }
+}
+
+/// Listens until the pool closes (`Ok`) or the listener fails (`Err`, the caller reconnects).
+async fn listen(pool: &PgPool, hub: &Hub) -> crate::error::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything that ended before LISTEN took effect (a waiter read the task just before).
+    sweep(pool, hub, crate::model::now_ms() - 60_000).await;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => {
+                if let Some((_, id)) = n.payload().split_once(':')
+                    && let Ok(id) = uuid::Uuid::parse_str(id)
+                {
+                    hub.wake(&id);
+                }
+            }
+            // The connection dropped and was re-established: notifications in between are
+            // lost, so sweep what ended recently.
+            Ok(None) => sweep(pool, hub, crate::model::now_ms() - 60_000).await,
+            Err(sqlx::Error::PoolClosed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Tells every listening process, at commit, that the task changed state.
+async fn announce(conn: &mut PgConnection, task: &crate::model::Task) -> crate::error::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("{}:{}", task.status, task.id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+sql_store! {
+    store = PgStore,
+    db = Postgres,
+    row = PgRow,
+    begin_write = "BEGIN",
+    lock_row = " FOR UPDATE",
+    migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
+    migrations = MIGRATIONS,
+    announce = announce,
+}

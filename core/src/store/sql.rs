@@ -1,0 +1,350 @@
+//! The SQL both backends share, written once and instantiated per driver by `sql_store!`.
+//!
+//! Placeholders are `$1, $2 ...` (both drivers accept them); typed NULL checks use
+//! `CAST($n AS TEXT)` so PostgreSQL can infer parameter types. What differs per backend is
+//! passed in: how a write transaction begins (SQLite takes the write lock up front with
+//! `BEGIN IMMEDIATE`, so two writers never deadlock on a lock upgrade), the row-lock suffix
+//! (`FOR UPDATE` on PostgreSQL), the migration lock, and how a commit announces itself.
+
+/// Columns of `inloop_tasks`, in the order `task_from_row` reads them.
+macro_rules! task_cols {
+    () => {
+        "id, namespace, key, title, payload, payload_schema, response_schema, digest, notify, \
+         assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
+         created_at, updated_at, deadline, ended_at"
+    };
+}
+
+macro_rules! sql_store {
+    (
+        store = $Store:ident,
+        db = $DB:ty,
+        row = $Row:ty,
+        begin_write = $begin:literal,
+        lock_row = $lock:literal,
+        migrate_lock = $migrate_lock:literal,
+        migrations = $migrations:expr,
+        announce = $announce:path $(,)?
+    ) => {
+        use sqlx::Row as _;
+        use sqlx::types::Json;
+        use serde_json::Value;
+        use uuid::Uuid;
+
+        use crate::audit::{GENESIS, row_hash};
+        use crate::error::{Error, Result};
+        use crate::model::{AuditEvent, Task};
+        use crate::schema::{canonical_json, sha256_hex};
+        use crate::store::{Decision, ListQuery, NewAudit, parse_id};
+
+        fn task_from_row(r: &$Row) -> Result<Task> {
+            let status: String = r.try_get("status")?;
+            Ok(Task {
+                id: parse_id(&r.try_get::<String, _>("id")?)?,
+                namespace: r.try_get("namespace")?,
+                key: r.try_get("key")?,
+                title: r.try_get("title")?,
+                payload: r.try_get::<Json<Value>, _>("payload")?.0,
+                payload_schema: r.try_get::<Option<Json<Value>>, _>("payload_schema")?.map(|j| j.0),
+                response_schema: r.try_get::<Json<Value>, _>("response_schema")?.0,
+                digest: r.try_get("digest")?,
+                notify: r.try_get::<Json<Vec<String>>, _>("notify")?.0,
+                assign_to: r.try_get::<Json<Vec<String>>, _>("assign_to")?.0,
+                status: status.parse()?,
+                response: r.try_get::<Option<Json<Value>>, _>("response")?.map(|j| j.0),
+                answered_by: r.try_get("answered_by")?,
+                answered_via: r.try_get("answered_via")?,
+                cancelled_by: r.try_get("cancelled_by")?,
+                cancel_reason: r.try_get("cancel_reason")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                deadline: r.try_get("deadline")?,
+                ended_at: r.try_get("ended_at")?,
+            })
+        }
+
+        fn audit_from_row(r: &$Row) -> Result<AuditEvent> {
+            let data: String = r.try_get("data")?;
+            Ok(AuditEvent {
+                task_id: parse_id(&r.try_get::<String, _>("task_id")?)?,
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                channel: r.try_get("channel")?,
+                kind: r.try_get("kind")?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| Error::Internal(format!("audit row data is not JSON: {e}")))?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        }
+
+        /// Appends rows to a task's chain inside the caller's transaction (which holds the
+        /// task's row lock, or SQLite's write lock, so `seq` cannot race).
+        async fn append_audit(
+            conn: &mut <$DB as sqlx::Database>::Connection,
+            task_id: &Uuid,
+            at: i64,
+            rows: Vec<NewAudit>,
+        ) -> Result<()> {
+            let id = task_id.to_string();
+            let last = sqlx::query(
+                "SELECT seq, hash FROM inloop_audit WHERE task_id = $1 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (mut seq, mut prev): (i64, String) = match last {
+                Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+                None => (0, GENESIS.to_string()),
+            };
+            for row in rows {
+                seq += 1;
+                let hash = row_hash(
+                    &prev, *task_id, seq, at, row.actor.as_deref(), row.channel.as_deref(),
+                    row.kind, &row.data,
+                );
+                sqlx::query(
+                    "INSERT INTO inloop_audit (task_id, seq, at, actor, channel, kind, data, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&id)
+                .bind(seq)
+                .bind(at)
+                .bind(row.actor)
+                .bind(row.channel)
+                .bind(row.kind)
+                .bind(canonical_json(&row.data))
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                prev = hash;
+            }
+            Ok(())
+        }
+
+        impl $Store {
+            /// Applies the embedded migrations not yet applied, in one transaction.
+            pub async fn migrate(&self) -> Result<()> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                if !$migrate_lock.is_empty() {
+                    sqlx::query($migrate_lock).execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS inloop_migrations (version BIGINT PRIMARY KEY, \
+                     name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let applied = sqlx::query("SELECT version, checksum FROM inloop_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let known: &[(i64, &str, &str)] = $migrations;
+                let newest_known = known.iter().map(|m| m.0).max().unwrap_or(0);
+                let mut done = std::collections::HashMap::new();
+                for r in &applied {
+                    let v: i64 = r.try_get("version")?;
+                    let c: String = r.try_get("checksum")?;
+                    if v > newest_known {
+                        return Err(Error::Config(format!(
+                            "the database schema is at version {v}, newer than this inloop knows \
+                             ({newest_known}); upgrade inloop"
+                        )));
+                    }
+                    done.insert(v, c);
+                }
+                for (version, name, sql) in known {
+                    let checksum = sha256_hex(sql);
+                    match done.get(version) {
+                        Some(c) if *c == checksum => continue,
+                        Some(_) => {
+                            return Err(Error::Config(format!(
+                                "migration {version} ({name}) was changed after it was applied"
+                            )));
+                        }
+                        None => {}
+                    }
+                    sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO inloop_migrations (version, name, checksum, applied_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(&checksum)
+                    .bind(crate::model::now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn insert_or_get(&self, t: &Task, created: NewAudit) -> Result<(Task, bool)> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO inloop_tasks (", task_cols!(), ") VALUES ",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ",
+                    "ON CONFLICT (namespace, key) DO NOTHING"
+                ))
+                .bind(t.id.to_string())
+                .bind(&t.namespace)
+                .bind(&t.key)
+                .bind(&t.title)
+                .bind(Json(&t.payload))
+                .bind(t.payload_schema.as_ref().map(Json))
+                .bind(Json(&t.response_schema))
+                .bind(&t.digest)
+                .bind(Json(&t.notify))
+                .bind(Json(&t.assign_to))
+                .bind(t.status.as_str())
+                .bind(t.response.as_ref().map(Json))
+                .bind(&t.answered_by)
+                .bind(&t.answered_via)
+                .bind(&t.cancelled_by)
+                .bind(&t.cancel_reason)
+                .bind(t.created_at)
+                .bind(t.updated_at)
+                .bind(t.deadline)
+                .bind(t.ended_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if inserted {
+                    append_audit(&mut tx, &t.id, t.created_at, vec![created]).await?;
+                    tx.commit().await?;
+                    return Ok((t.clone(), true));
+                }
+                let row = sqlx::query(concat!(
+                    "SELECT ", task_cols!(), " FROM inloop_tasks WHERE namespace = $1 AND key = $2"
+                ))
+                .bind(&t.namespace)
+                .bind(&t.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok((task_from_row(&row)?, false))
+            }
+
+            pub async fn get(&self, id: &Uuid) -> Result<Option<Task>> {
+                let row = sqlx::query(concat!("SELECT ", task_cols!(), " FROM inloop_tasks WHERE id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(task_from_row).transpose()
+            }
+
+            pub async fn list(&self, q: &ListQuery) -> Result<Vec<Task>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ", task_cols!(), " FROM inloop_tasks WHERE ",
+                    "(CAST($1 AS TEXT) IS NULL OR namespace = CAST($1 AS TEXT)) AND ",
+                    "(CAST($2 AS TEXT) IS NULL OR status = CAST($2 AS TEXT)) AND ",
+                    "(CAST($3 AS TEXT) IS NULL OR substr(key, 1, length(CAST($3 AS TEXT))) = CAST($3 AS TEXT)) AND ",
+                    "(CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT)) AND ",
+                    "(CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT)) AND ",
+                    "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) ",
+                    "ORDER BY id DESC LIMIT $7"
+                ))
+                .bind(&q.namespace)
+                .bind(q.status.map(|s| s.as_str()))
+                .bind(&q.key_prefix)
+                .bind(q.created_after)
+                .bind(q.created_before)
+                .bind(&q.before_id)
+                .bind(q.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(task_from_row).collect()
+            }
+
+            pub async fn transition<T, F>(&self, id: &Uuid, now: i64, decide: F) -> Result<(Task, T)>
+            where
+                F: FnOnce(&Task) -> (Decision, T) + Send,
+                T: Send,
+            {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let row = sqlx::query(concat!(
+                    "SELECT ", task_cols!(), " FROM inloop_tasks WHERE id = $1", $lock
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(Error::NotFound(id.to_string()));
+                };
+                let before = task_from_row(&row)?;
+                let (decision, out) = decide(&before);
+                let mut after = before.clone();
+                if let Some(u) = decision.update {
+                    after.status = u.status;
+                    after.response = u.response;
+                    after.answered_by = u.answered_by;
+                    after.answered_via = u.answered_via;
+                    after.cancelled_by = u.cancelled_by;
+                    after.cancel_reason = u.cancel_reason;
+                    after.ended_at = u.ended_at;
+                    after.updated_at = now;
+                    sqlx::query(
+                        "UPDATE inloop_tasks SET status = $2, response = $3, answered_by = $4, \
+                         answered_via = $5, cancelled_by = $6, cancel_reason = $7, ended_at = $8, \
+                         updated_at = $9 WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .bind(after.status.as_str())
+                    .bind(after.response.as_ref().map(Json))
+                    .bind(&after.answered_by)
+                    .bind(&after.answered_via)
+                    .bind(&after.cancelled_by)
+                    .bind(&after.cancel_reason)
+                    .bind(after.ended_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !decision.audit.is_empty() {
+                    append_audit(&mut tx, id, now, decision.audit).await?;
+                }
+                if after.status != before.status {
+                    $announce(&mut tx, &after).await?;
+                }
+                tx.commit().await?;
+                Ok((after, out))
+            }
+
+            pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
+                let rows = sqlx::query(
+                    "SELECT id FROM inloop_tasks WHERE status = 'pending' AND deadline IS NOT NULL \
+                     AND deadline <= $1 ORDER BY deadline LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| parse_id(&r.try_get::<String, _>("id")?)).collect()
+            }
+
+            pub async fn ended_since(&self, since: i64) -> Result<Vec<Uuid>> {
+                let rows = sqlx::query(
+                    "SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| parse_id(&r.try_get::<String, _>("id")?)).collect()
+            }
+
+            pub async fn audit(&self, id: &Uuid) -> Result<Vec<AuditEvent>> {
+                let rows = sqlx::query(
+                    "SELECT task_id, seq, at, actor, channel, kind, data, prev_hash, hash \
+                     FROM inloop_audit WHERE task_id = $1 ORDER BY seq",
+                )
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(audit_from_row).collect()
+            }
+        }
+    };
+}

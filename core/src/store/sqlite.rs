@@ -1,0 +1,148 @@
+//! SQLite backend: one file, WAL, `BEGIN IMMEDIATE` writers, a busy timeout.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite};
+
+use crate::store::StoreOptions;
+use crate::wait::Hub;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "tasks",
+    include_str!("../../migrations/sqlite/0001_tasks.sql"),
+)];
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+    options: SqliteConnectOptions,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, opts: &StoreOptions) -> crate::error::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| crate::error::Error::Config(format!("bad SQLite URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a crashed or killed process loses nothing that committed;
+            // only a power loss can drop the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(opts.acquire_timeout)
+            .foreign_keys(true);
+        let filename = options.get_filename().to_path_buf();
+        if let Some(parent) = filename.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                crate::error::Error::Config(format!(
+                    "cannot create the directory {} for the SQLite database: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections.clamp(1, 16))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| {
+                crate::error::Error::Database(format!(
+                    "cannot open the SQLite database {}: {e}",
+                    filename.display()
+                ))
+            })?;
+        Ok(SqliteStore { pool, options })
+    }
+
+    /// Watches for commits from any connection (this process's or another's) with
+    /// `PRAGMA data_version` on one dedicated connection, every `poll`; reads only the audit
+    /// rows added since, and wakes the waiters of tasks that ended.
+    pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, poll: Duration) -> tokio::task::JoinHandle<()> {
+        let options = self.options.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = watch(&options, &hub, poll).await {
+                    tracing::warn!(error = %e, "inloop: SQLite change watcher failed; restarting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        })
+    }
+}
+
+async fn watch(options: &SqliteConnectOptions, hub: &Hub, poll: Duration) -> crate::error::Result<()> {
+    use sqlx::Row as _;
+    let mut conn = SqliteConnection::connect_with(options).await?;
+    let mut last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inloop_audit")
+        .fetch_one(&mut conn)
+        .await?;
+    let mut version: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut conn).await?;
+    // Rows ended while this watcher was not running: the waiters' own first read covers
+    // everything before they subscribed, and this sweep covers a restart of the watcher.
+    for id in ended_since(&mut conn, crate::model::now_ms() - 60_000).await? {
+        hub.wake(&id);
+    }
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let v: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut conn).await?;
+        if v == version {
+            continue;
+        }
+        version = v;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, task_id, kind FROM inloop_audit WHERE id > $1 ORDER BY id LIMIT 1000",
+            )
+            .bind(last_id)
+            .fetch_all(&mut conn)
+            .await?;
+            for r in &rows {
+                last_id = r.try_get("id")?;
+                let kind: String = r.try_get("kind")?;
+                if crate::rules::ends_task(&kind) {
+                    hub.wake(&crate::store::parse_id(&r.try_get::<String, _>("task_id")?)?);
+                }
+            }
+            if rows.len() < 1000 {
+                break;
+            }
+        }
+    }
+}
+
+async fn ended_since(conn: &mut SqliteConnection, since: i64) -> crate::error::Result<Vec<uuid::Uuid>> {
+    use sqlx::Row as _;
+    let rows = sqlx::query("SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1")
+        .bind(since)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| crate::store::parse_id(&r.try_get::<String, _>("id")?))
+        .collect()
+}
+
+/// SQLite commits are seen by the watcher; nothing to announce in the transaction.
+async fn announce(_conn: &mut SqliteConnection, _task: &crate::model::Task) -> crate::error::Result<()> {
+    Ok(())
+}
+
+sql_store! {
+    store = SqliteStore,
+    db = Sqlite,
+    row = SqliteRow,
+    begin_write = "BEGIN IMMEDIATE",
+    lock_row = "",
+    migrate_lock = "",
+    migrations = MIGRATIONS,
+    announce = announce,
+}
