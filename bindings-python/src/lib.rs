@@ -1,1 +1,309 @@
+//! `inloop._native`: the Python binding of inloop-core.
+//!
+//! Thin by design: it converts (JSON text in and out, errors to `inloop.errors` classes) and
+//! hands futures to asyncio. Every rule lives in the core. The tokio runtime is owned here and
+//! shut down from an `atexit` hook with the GIL released, so interpreter exit never races a
+//! worker thread (see NOTES.md).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use inloop_core::{Answer, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
+use once_cell::unsync::OnceCell;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3_async_runtimes::TaskLocals;
+use pyo3_async_runtimes::generic::{ContextExt, JoinError, Runtime};
+use uuid::Uuid;
+
+static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
+static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+fn handle() -> &'static tokio::runtime::Handle {
+    HANDLE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("inloop-worker")
+            .enable_all()
+            .build()
+            .expect("inloop: cannot start the tokio runtime");
+        let h = rt.handle().clone();
+        *RUNTIME.lock().unwrap_or_else(|p| p.into_inner()) = Some(rt);
+        h
+    })
+}
+
+/// The runtime pyo3-async-runtimes drives: ours.
+struct OwnedRuntime;
+
+struct Join(tokio::task::JoinError);
+
+impl JoinError for Join {
+    fn is_panic(&self) -> bool {
+        self.0.is_panic()
+    }
+    fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
+        self.0.into_panic()
+    }
+}
+
+tokio::task_local! {
+    static TASK_LOCALS: OnceCell<TaskLocals>;
+}
+
+impl Runtime for OwnedRuntime {
+    type JoinError = Join;
+    type JoinHandle = Pin<Box<dyn Future<Output = Result<(), Join>> + Send>>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let h = handle().spawn(fut);
+        Box::pin(async move { h.await.map_err(Join) })
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let h = handle().spawn_blocking(f);
+        Box::pin(async move { h.await.map_err(Join) })
+    }
+}
+
+impl ContextExt for OwnedRuntime {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = OnceCell::new();
+        let _ = cell.set(locals);
+        Box::pin(TASK_LOCALS.scope(cell, fut))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS
+            .try_with(|c| c.get().cloned())
+            .unwrap_or_default()
+    }
+}
+
+fn future<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    pyo3_async_runtimes::generic::future_into_py::<OwnedRuntime, _, _>(py, fut)
+}
+
+/// Raises the `inloop.errors` class for the core error's code.
+fn to_py(e: inloop_core::Error) -> PyErr {
+    let code = e.code();
+    let message = e.to_string();
+    let details = e.details().to_string();
+    Python::attach(|py| {
+        let built = py
+            .import("inloop.errors")
+            .and_then(|m| m.getattr("_from_native"))
+            .and_then(|f| f.call1((code, &message, &details)));
+        match built {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(_) => PyRuntimeError::new_err(format!("[{code}] {message}")),
+        }
+    })
+}
+
+fn bad_input(message: String) -> PyErr {
+    to_py(inloop_core::Error::InvalidArgument(message))
+}
+
+fn parse_id(id: &str) -> PyResult<Uuid> {
+    Uuid::parse_str(id.trim()).map_err(|_| bad_input(format!("{id:?} is not a task id")))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// An open database. Methods take and return JSON text; `inloop.Client` wraps them.
+#[pyclass(module = "inloop._native", frozen)]
+struct Engine {
+    engine: CoreEngine,
+    url: String,
+}
+
+#[pymethods]
+impl Engine {
+    /// Opens (and migrates) the database at `url`, or by the configuration rule when `None`.
+    #[staticmethod]
+    #[pyo3(signature = (url=None))]
+    fn open(py: Python<'_>, url: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+        let url = inloop_core::config::resolve_database_url(url.as_deref()).map_err(to_py)?;
+        future(py, async move {
+            let engine = CoreEngine::open(&url, EngineOptions::default())
+                .await
+                .map_err(to_py)?;
+            Ok(Engine {
+                engine,
+                url: inloop_core::store::redact_url(&url),
+            })
+        })
+    }
+
+    /// The database URL, password redacted.
+    #[getter]
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        match self.engine.backend() {
+            inloop_core::store::Backend::Sqlite => "sqlite",
+            inloop_core::store::Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Creates or gets a task; `request` is a `NewTask` as JSON; returns a `Created` as JSON.
+    fn create<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
+        let new: NewTask = serde_json::from_str(request)
+            .map_err(|e| bad_input(format!("bad create request: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.create(new).await.map_err(to_py)?) })
+    }
+
+    fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.get(id).await.map_err(to_py)?) })
+    }
+
+    fn list<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyAny>> {
+        let filter: ListFilter = serde_json::from_str(filter)
+            .map_err(|e| bad_input(format!("bad list filter: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.list(filter).await.map_err(to_py)?) })
+    }
+
+    fn answer<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        response: &str,
+        by: String,
+        channel: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let response = serde_json::from_str(response)
+            .map_err(|e| bad_input(format!("the answer is not valid JSON: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            let a = Answer { response, by, channel };
+            json(&engine.answer(id, a).await.map_err(to_py)?)
+        })
+    }
+
+    #[pyo3(signature = (id, by, channel, reason=None))]
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        by: String,
+        channel: String,
+        reason: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            let t = engine.cancel(id, &by, &channel, reason.as_deref()).await;
+            json(&t.map_err(to_py)?)
+        })
+    }
+
+    /// Waits until the task ends or `timeout` seconds pass; returns the task as JSON.
+    #[pyo3(signature = (id, timeout=None))]
+    fn wait<'py>(&self, py: Python<'py>, id: &str, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let limit = match timeout {
+            Some(t) if !(t.is_finite() && t >= 0.0) => {
+                return Err(bad_input(format!("timeout must be a non-negative number, not {t}")));
+            }
+            Some(t) => Some(Duration::from_secs_f64(t.min(1e9))),
+            None => None,
+        };
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.wait(id, limit).await.map_err(to_py)?) })
+    }
+
+    /// Waits for the task's outcome: the completed task as JSON, or raises `TimedOut` /
+    /// `Cancelled`.
+    fn await_response<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.await_response(id).await.map_err(to_py)?) })
+    }
+
+    fn audit<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.audit(id).await.map_err(to_py)?) })
+    }
+
+    fn verify_audit<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let engine = self.engine.clone();
+        future(py, async move { json(&engine.verify_audit(id).await.map_err(to_py)?) })
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            engine.close().await;
+            Ok(())
+        })
+    }
+
+    /// How many task ids have waiters parked in this process.
+    fn parked(&self) -> usize {
+        self.engine.parked()
+    }
+}
+
+/// The database URL by the configuration rule (explicit > `INLOOP_DATABASE_URL` > default).
+#[pyfunction]
+#[pyo3(signature = (explicit=None))]
+fn resolve_database_url(explicit: Option<&str>) -> PyResult<String> {
+    inloop_core::config::resolve_database_url(explicit).map_err(to_py)
+}
+
+/// Runs the `inloop` command line with `argv`; returns the exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| inloop_core::cli::main_with_args(argv))
+}
+
+/// Stops the runtime (called at interpreter exit). Pending native work is dropped.
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    let rt = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(rt) = rt {
+        py.detach(|| rt.shutdown_timeout(Duration::from_secs(2)));
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(resolve_database_url, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let py = m.py();
+    let shutdown = m.getattr("_shutdown")?;
+    py.import("atexit")?.call_method1("register", (shutdown,))?;
+    Ok(())
+}

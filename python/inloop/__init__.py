@@ -1,0 +1,67 @@
+"""inloop: the human-in-the-loop primitive for AI agents.
+
+An agent asks a person and waits, durably and idempotently; the answer is validated against
+the response schema and returned typed::
+
+    from inloop import await_human
+
+    decision = await await_human(
+        "Approve this refund?",
+        payload=Refund(order_id="A-1", amount=500.0),
+        response=Decision,
+        key="refund-A-1",
+    )
+
+People answer from any process on the same database (``inloop tasks answer``, or
+:class:`Client`). Configuration: ``INLOOP_DATABASE_URL`` (``sqlite:PATH`` or
+``postgres://...``), else ``.inloop/inloop.db`` under the current directory.
+"""
+
+from ._await import await_human, await_human_sync
+from .client import Client
+from .errors import (
+    Cancelled,
+    ConfigError,
+    Conflict,
+    DatabaseError,
+    FieldError,
+    InloopError,
+    InternalError,
+    InvalidAnswer,
+    InvalidArgument,
+    InvalidPayload,
+    InvalidSchema,
+    KeyReused,
+    NotFound,
+    TimedOut,
+    TooLarge,
+)
+from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditCheck",
+    "AuditEvent",
+    "Cancelled",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "DatabaseError",
+    "FieldError",
+    "InloopError",
+    "InternalError",
+    "InvalidAnswer",
+    "InvalidArgument",
+    "InvalidPayload",
+    "InvalidSchema",
+    "KeyReused",
+    "NotFound",
+    "Status",
+    "Task",
+    "TaskPage",
+    "TimedOut",
+    "TooLarge",
+    "await_human",
+    "await_human_sync",
+]

@@ -1,0 +1,237 @@
+"""The :class:`Client`: both sides of inloop on one database."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import _native
+from ._schema import payload_parts, response_schema, to_json
+from .errors import InvalidArgument
+from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+
+Timeout = timedelta | float | int
+
+
+def _timeout_ms(timeout: Timeout | None) -> int | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (timedelta, int, float)):
+        raise InvalidArgument(
+            f"timeout must be a timedelta or seconds, not {type(timeout).__name__}"
+        )
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not seconds > 0:
+        raise InvalidArgument(f"timeout must be positive, not {seconds} seconds")
+    return max(1, round(seconds * 1000))
+
+
+def _ms(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        raise InvalidArgument("datetimes must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return int(t.timestamp() * 1000)
+
+
+class Client:
+    """A connection to inloop's database, for agents and for the people who answer them.
+
+    Configuration: ``database_url`` if given, else ``INLOOP_DATABASE_URL``, else the SQLite
+    file ``.inloop/inloop.db`` under the current directory (created on first use). The
+    database is opened (and migrated) on first use; a ``Client`` may be shared by any number
+    of coroutines and event loops.
+
+    Example (the human side, from any process on the same database)::
+
+        from inloop import Client
+
+        client = Client()
+        task = (await client.list(status="pending"))[0]
+        await client.answer(task.id, {"approved": True}, by="alice@example.com")
+    """
+
+    def __init__(self, database_url: str | None = None, namespace: str = "default") -> None:
+        self.namespace = namespace
+        self._url = database_url
+        self._engine: _native.Engine | None = None
+        self._lock = threading.Lock()
+
+    async def _native(self) -> _native.Engine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        opened = await _native.Engine.open(self._url)
+        with self._lock:
+            if self._engine is None:
+                self._engine = opened
+                return opened
+            spare, engine = opened, self._engine
+        await spare.close()
+        return engine
+
+    @property
+    def database_url(self) -> str:
+        """The database URL this client uses (password redacted)."""
+        if self._engine is not None:
+            return self._engine.url
+        return _native.resolve_database_url(self._url)
+
+    async def create(
+        self,
+        title: str,
+        *,
+        payload: Any,
+        response: Any,
+        key: str | None = None,
+        timeout: Timeout | None = None,
+        notify: list[str] | None = None,
+        assign_to: list[str] | None = None,
+        requested_by: str | None = None,
+        namespace: str | None = None,
+    ) -> Task:
+        """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
+
+        ``payload`` is a Pydantic model instance (its schema is stored and checked) or any
+        JSON value; ``response`` a Pydantic model class or a JSON Schema dict. The same key
+        with a different title, payload or schema raises :class:`inloop.KeyReused`.
+
+        Example::
+
+            task = await client.create("Approve?", payload={"amount": 5},
+                                       response={"type": "boolean"}, key="order-7")
+        """
+        body, payload_schema = payload_parts(payload)
+        request = {
+            "namespace": namespace or self.namespace,
+            "key": key,
+            "title": title,
+            "payload": body,
+            "payload_schema": payload_schema,
+            "response_schema": response_schema(response),
+            "notify": list(notify or []),
+            "assign_to": list(assign_to or []),
+            "timeout_ms": _timeout_ms(timeout),
+            "requested_by": requested_by,
+        }
+        engine = await self._native()
+        out = json.loads(await engine.create(_dumps(request)))
+        return Task._from_json(out["task"], created=out["created"])
+
+    async def get(self, id: str) -> Task:
+        """The task with this id (:class:`inloop.NotFound` if there is none)."""
+        engine = await self._native()
+        return Task._from_json(json.loads(await engine.get(id)))
+
+    async def list(
+        self,
+        *,
+        status: Status | str | None = None,
+        key_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        all_namespaces: bool = False,
+    ) -> TaskPage:
+        """Tasks in this client's namespace, newest first; ``page.next_cursor`` continues.
+
+        Example::
+
+            page = await client.list(status="pending", limit=20)
+            while page.next_cursor:
+                page = await client.list(status="pending", limit=20, cursor=page.next_cursor)
+        """
+        if status is not None:
+            status = Status(status).value
+        flt = {
+            "namespace": None if all_namespaces else self.namespace,
+            "status": status,
+            "key_prefix": key_prefix,
+            "created_after": _ms(created_after),
+            "created_before": _ms(created_before),
+            "limit": limit,
+            "cursor": cursor,
+        }
+        engine = await self._native()
+        out = json.loads(await engine.list(_dumps(flt)))
+        return TaskPage([Task._from_json(t) for t in out["items"]], out.get("next_cursor"))
+
+    async def answer(self, id: str, response: Any, *, by: str, channel: str = "python") -> Task:
+        """Answers a task as ``by``. The core validates the answer against the response schema
+        (:class:`inloop.InvalidAnswer` with field errors; the task stays pending) and accepts
+        exactly one answer (:class:`inloop.Conflict` names who answered first, and when).
+
+        Example::
+
+            await client.answer(task.id, {"approved": True}, by="alice@example.com")
+        """
+        engine = await self._native()
+        body = _dumps(to_json(response))
+        return Task._from_json(json.loads(await engine.answer(id, body, by, channel)))
+
+    async def cancel(
+        self, id: str, *, by: str, reason: str | None = None, channel: str = "python"
+    ) -> Task:
+        """Cancels a pending task; its waiter raises :class:`inloop.Cancelled`."""
+        engine = await self._native()
+        return Task._from_json(json.loads(await engine.cancel(id, by, channel, reason)))
+
+    async def wait(self, id: str, timeout: Timeout | None = None) -> Task:
+        """Waits until the task ends (or ``timeout`` passes) and returns it, ended or not.
+
+        Unlike :func:`inloop.await_human` this never raises for a timed-out or cancelled task:
+        check ``task.status``.
+        """
+        secs = None if timeout is None else _timeout_ms(timeout) / 1000  # type: ignore[operator]
+        engine = await self._native()
+        return Task._from_json(json.loads(await engine.wait(id, secs)))
+
+    async def _await_response(self, id: str) -> Task:
+        engine = await self._native()
+        return Task._from_json(json.loads(await engine.await_response(id)))
+
+    async def audit(self, id: str) -> list[AuditEvent]:
+        """The task's audit trail, oldest first."""
+        engine = await self._native()
+        return [AuditEvent._from_json(e) for e in json.loads(await engine.audit(id))]
+
+    async def verify_audit(self, id: str) -> AuditCheck:
+        """Verifies the task's audit hash chain (an edited or removed row shows)."""
+        engine = await self._native()
+        d = json.loads(await engine.verify_audit(id))
+        return AuditCheck(
+            ok=d["ok"], rows=d["rows"], broken_at_seq=d.get("broken_at_seq"),
+            problem=d.get("problem"),
+        )
+
+    async def close(self) -> None:
+        """Closes the database connections. The client reopens them if used again."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"not JSON-serializable: {e}") from e
+
+
+_defaults: dict[tuple[str, str], Client] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_client(namespace: str | None = None) -> Client:
+    """The process-wide client for the configured database (one per namespace)."""
+    ns = namespace or "default"
+    url = _native.resolve_database_url(None)
+    with _defaults_lock:
+        client = _defaults.get((url, ns))
+        if client is None:
+            client = _defaults[(url, ns)] = Client(url, namespace=ns)
+        return client

@@ -1,0 +1,159 @@
+"""Errors raised by inloop.
+
+Every error is an :class:`InloopError` with a stable ``code`` (the core's code, the same in
+Python, TypeScript, the CLI and the REST API) and structured ``details``. Catch the subclass
+you can handle::
+
+    from inloop import await_human, TimedOut
+
+    try:
+        decision = await await_human("Approve?", payload=..., response=Decision, timeout=60)
+    except TimedOut as e:
+        print("nobody answered by", e.details["at"])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem in a JSON document: a JSON Pointer (``""`` is the whole document) and why."""
+
+    path: str
+    message: str
+
+
+class InloopError(Exception):
+    """Base class of every inloop error."""
+
+    code: str = "internal"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class _WithFieldErrors(InloopError):
+    @property
+    def errors(self) -> list[FieldError]:
+        """The field errors, each with a JSON Pointer ``path`` and a ``message``."""
+        return [FieldError(e["path"], e["message"]) for e in self.details.get("errors", [])]
+
+
+class InvalidPayload(_WithFieldErrors):
+    """The payload does not match its schema."""
+
+    code = "invalid_payload"
+
+
+class InvalidAnswer(_WithFieldErrors):
+    """An answer does not match the response schema; the task stays pending."""
+
+    code = "invalid_answer"
+
+
+class InvalidSchema(InloopError):
+    """A schema is not a usable JSON Schema."""
+
+    code = "invalid_schema"
+
+
+class InvalidArgument(InloopError, ValueError):
+    """An argument is malformed (namespace, key, id, filter, timeout ...)."""
+
+    code = "invalid_argument"
+
+
+class TooLarge(InloopError):
+    """A payload, answer or schema is over its documented size limit."""
+
+    code = "too_large"
+
+
+class NotFound(InloopError, LookupError):
+    """No task with this id."""
+
+    code = "not_found"
+
+
+class KeyReused(InloopError):
+    """The idempotency key already names a task with a different request."""
+
+    code = "key_reused"
+
+
+class Conflict(InloopError):
+    """The task already ended: answered (by whom, when), timed out or cancelled."""
+
+    code = "conflict"
+
+
+class TimedOut(InloopError, TimeoutError):
+    """Nobody answered before the deadline. Never a silent denial."""
+
+    code = "timed_out"
+
+
+class Cancelled(InloopError):
+    """The task was cancelled (``details`` has ``by`` and ``reason``)."""
+
+    code = "cancelled"
+
+
+class ConfigError(InloopError):
+    """The configuration (database URL, environment) is unusable."""
+
+    code = "config"
+
+
+class DatabaseError(InloopError):
+    """The database failed or could not be reached."""
+
+    code = "database"
+
+
+class InternalError(InloopError):
+    """Something inloop did not expect; please report it."""
+
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[InloopError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidPayload,
+        InvalidAnswer,
+        InvalidSchema,
+        InvalidArgument,
+        TooLarge,
+        NotFound,
+        KeyReused,
+        Conflict,
+        TimedOut,
+        Cancelled,
+        ConfigError,
+        DatabaseError,
+        InternalError,
+    )
+}
+
+
+def _from_native(code: str, message: str, details: str) -> InloopError:
+    """Builds the exception for a core error (called by the native module)."""
+    try:
+        parsed = json.loads(details) if details else {}
+    except ValueError:
+        parsed = {}
+    cls = _BY_CODE.get(code, InloopError)
+    err = cls(message, details=parsed if isinstance(parsed, dict) else {})
+    if cls is InloopError:
+        err.code = code
+    return err

@@ -1,0 +1,135 @@
+"""The values inloop hands back: tasks, pages of tasks, audit rows."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Where a task is in its life. Only ``PENDING`` can still be answered."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    VERIFICATION_EXHAUSTED = "verification_exhausted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A request for a human, as stored.
+
+    ``created`` is set on the result of :meth:`inloop.Client.create`: ``True`` when that call
+    created the task, ``False`` when its key already named it (a replay); ``None`` elsewhere.
+    """
+
+    id: str
+    namespace: str
+    key: str
+    title: str
+    payload: Any
+    payload_schema: dict[str, Any] | None
+    response_schema: dict[str, Any]
+    digest: str
+    notify: list[str]
+    assign_to: list[str]
+    status: Status
+    response: Any
+    answered_by: str | None
+    answered_via: str | None
+    cancelled_by: str | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime | None
+    ended_at: datetime | None
+    created: bool | None = None
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any], created: bool | None = None) -> Task:
+        created_at = _time(d["created_at"])
+        updated_at = _time(d["updated_at"])
+        assert created_at is not None and updated_at is not None
+        return cls(
+            id=d["id"],
+            namespace=d["namespace"],
+            key=d["key"],
+            title=d["title"],
+            payload=d["payload"],
+            payload_schema=d.get("payload_schema"),
+            response_schema=d["response_schema"],
+            digest=d["digest"],
+            notify=list(d.get("notify", [])),
+            assign_to=list(d.get("assign_to", [])),
+            status=Status(d["status"]),
+            response=d.get("response"),
+            answered_by=d.get("answered_by"),
+            answered_via=d.get("answered_via"),
+            cancelled_by=d.get("cancelled_by"),
+            cancel_reason=d.get("cancel_reason"),
+            created_at=created_at,
+            updated_at=updated_at,
+            deadline=_time(d.get("deadline")),
+            ended_at=_time(d.get("ended_at")),
+            created=created,
+        )
+
+
+class TaskPage(list[Task]):
+    """A page of tasks (a ``list``), newest first, with the cursor of the next page."""
+
+    def __init__(self, items: list[Task], next_cursor: str | None) -> None:
+        super().__init__(items)
+        self.next_cursor = next_cursor
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of a task's append-only, hash-chained audit trail."""
+
+    task_id: str
+    seq: int
+    at: datetime
+    actor: str | None
+    channel: str | None
+    kind: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> AuditEvent:
+        at = _time(d["at"])
+        assert at is not None
+        return cls(
+            task_id=d["task_id"],
+            seq=d["seq"],
+            at=at,
+            actor=d.get("actor"),
+            channel=d.get("channel"),
+            kind=d["kind"],
+            data=d.get("data") or {},
+            prev_hash=d["prev_hash"],
+            hash=d["hash"],
+        )
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """The result of verifying a task's audit hash chain."""
+
+    ok: bool
+    rows: int
+    broken_at_seq: int | None = None
+    problem: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
