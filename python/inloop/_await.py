@@ -156,7 +156,7 @@ def await_human_sync(
         await_human(
             title,
             payload=payload,
-            response=response,  # type: ignore[arg-type]
+            response=response,
             key=key,
             timeout=timeout,
             notify=notify,

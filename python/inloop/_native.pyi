@@ -2,6 +2,7 @@
 
 from typing import final
 
+__all__ = ["Engine", "__version__", "_shutdown", "cli_main", "resolve_database_url"]
 __version__: str
 
 @final

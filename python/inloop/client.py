@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from datetime import datetime, timedelta
@@ -185,7 +186,8 @@ class Client:
         Unlike :func:`inloop.await_human` this never raises for a timed-out or cancelled task:
         check ``task.status``.
         """
-        secs = None if timeout is None else _timeout_ms(timeout) / 1000  # type: ignore[operator]
+        ms = _timeout_ms(timeout)
+        secs = None if ms is None else ms / 1000
         engine = await self._native()
         return Task._from_json(json.loads(await engine.wait(id, secs)))
 
@@ -193,7 +195,7 @@ class Client:
         engine = await self._native()
         return Task._from_json(json.loads(await engine.await_response(id)))
 
-    async def audit(self, id: str) -> list[AuditEvent]:
+    async def audit(self, id: str) -> builtins.list[AuditEvent]:
         """The task's audit trail, oldest first."""
         engine = await self._native()
         return [AuditEvent._from_json(e) for e in json.loads(await engine.audit(id))]
@@ -203,7 +205,9 @@ class Client:
         engine = await self._native()
         d = json.loads(await engine.verify_audit(id))
         return AuditCheck(
-            ok=d["ok"], rows=d["rows"], broken_at_seq=d.get("broken_at_seq"),
+            ok=d["ok"],
+            rows=d["rows"],
+            broken_at_seq=d.get("broken_at_seq"),
             problem=d.get("problem"),
         )
 
