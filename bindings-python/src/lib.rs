@@ -173,20 +173,27 @@ impl Engine {
         let new: NewTask = serde_json::from_str(request)
             .map_err(|e| bad_input(format!("bad create request: {e}")))?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.create(new).await.map_err(to_py)?) })
+        future(py, async move {
+            json(&engine.create(new).await.map_err(to_py)?)
+        })
     }
 
     fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.get(id).await.map_err(to_py)?) })
+        future(
+            py,
+            async move { json(&engine.get(id).await.map_err(to_py)?) },
+        )
     }
 
     fn list<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyAny>> {
-        let filter: ListFilter = serde_json::from_str(filter)
-            .map_err(|e| bad_input(format!("bad list filter: {e}")))?;
+        let filter: ListFilter =
+            serde_json::from_str(filter).map_err(|e| bad_input(format!("bad list filter: {e}")))?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.list(filter).await.map_err(to_py)?) })
+        future(py, async move {
+            json(&engine.list(filter).await.map_err(to_py)?)
+        })
     }
 
     fn answer<'py>(
@@ -202,7 +209,11 @@ impl Engine {
             .map_err(|e| bad_input(format!("the answer is not valid JSON: {e}")))?;
         let engine = self.engine.clone();
         future(py, async move {
-            let a = Answer { response, by, channel };
+            let a = Answer {
+                response,
+                by,
+                channel,
+            };
             json(&engine.answer(id, a).await.map_err(to_py)?)
         })
     }
@@ -226,17 +237,26 @@ impl Engine {
 
     /// Waits until the task ends or `timeout` seconds pass; returns the task as JSON.
     #[pyo3(signature = (id, timeout=None))]
-    fn wait<'py>(&self, py: Python<'py>, id: &str, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let limit = match timeout {
             Some(t) if !(t.is_finite() && t >= 0.0) => {
-                return Err(bad_input(format!("timeout must be a non-negative number, not {t}")));
+                return Err(bad_input(format!(
+                    "timeout must be a non-negative number, not {t}"
+                )));
             }
             Some(t) => Some(Duration::from_secs_f64(t.min(1e9))),
             None => None,
         };
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.wait(id, limit).await.map_err(to_py)?) })
+        future(py, async move {
+            json(&engine.wait(id, limit).await.map_err(to_py)?)
+        })
     }
 
     /// Waits for the task's outcome: the completed task as JSON, or raises `TimedOut` /
@@ -244,19 +264,26 @@ impl Engine {
     fn await_response<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.await_response(id).await.map_err(to_py)?) })
+        future(py, async move {
+            json(&engine.await_response(id).await.map_err(to_py)?)
+        })
     }
 
     fn audit<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.audit(id).await.map_err(to_py)?) })
+        future(
+            py,
+            async move { json(&engine.audit(id).await.map_err(to_py)?) },
+        )
     }
 
     fn verify_audit<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let engine = self.engine.clone();
-        future(py, async move { json(&engine.verify_audit(id).await.map_err(to_py)?) })
+        future(py, async move {
+            json(&engine.verify_audit(id).await.map_err(to_py)?)
+        })
     }
 
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

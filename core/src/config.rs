@@ -32,7 +32,9 @@ fn absolutize_sqlite(url: &str) -> Result<String> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     if rest.starts_with(':') || rest.is_empty() {
         if rest.is_empty() {
-            return Err(Error::Config("a SQLite URL needs a path: sqlite:PATH".into()));
+            return Err(Error::Config(
+                "a SQLite URL needs a path: sqlite:PATH".into(),
+            ));
         }
         return Ok(url.to_string()); // sqlite::memory:
     }

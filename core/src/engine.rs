@@ -9,9 +9,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, ChainCheck, kind};
 use crate::error::{Error, FieldError, Result};
-use crate::model::{
-    Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, now_ms,
-};
+use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, now_ms};
 use crate::rules;
 use crate::schema::{self, Schema};
 use crate::store::{Backend, ListQuery, NewAudit, Store, StoreOptions};
@@ -142,7 +140,9 @@ impl Engine {
                     }
                 }
             }));
-            Background { tasks: Mutex::new(tasks) }
+            Background {
+                tasks: Mutex::new(tasks),
+            }
         });
     }
 
@@ -168,7 +168,10 @@ impl Engine {
                 new_digest: task.digest,
             });
         }
-        Ok(Created { task: stored, created: inserted })
+        Ok(Created {
+            task: stored,
+            created: inserted,
+        })
     }
 
     /// The task with this id.
@@ -180,11 +183,23 @@ impl Engine {
             .ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
+    /// The task `key` names in `namespace`.
+    pub async fn get_by_key(&self, namespace: &str, key: &str) -> Result<Task> {
+        check_namespace(namespace)?;
+        self.inner
+            .store
+            .get_by_key(namespace, key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("with key {key:?} in namespace {namespace:?}")))
+    }
+
     /// Tasks matching `filter`, newest first, one page at a time.
     pub async fn list(&self, filter: ListFilter) -> Result<Page> {
         let limit = filter.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
-            return Err(Error::InvalidArgument(format!("limit must be 1..=1000, not {limit}")));
+            return Err(Error::InvalidArgument(format!(
+                "limit must be 1..=1000, not {limit}"
+            )));
         }
         let before_id = match filter.cursor.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => Some(
@@ -223,24 +238,28 @@ impl Engine {
         check_actor(&answer.by)?;
         check_channel(&answer.channel)?;
         let task = self.get(id).await?;
-        let invalid = match schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES) {
-            Err(e) => Some(e),
-            Ok(()) => {
-                let mut errors = match Schema::compile("response_schema", &task.response_schema) {
-                    Ok(s) => s.errors(&answer.response),
-                    Err(e) => return Err(e),
-                };
-                errors.extend(nul_errors(&answer.response));
-                (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
-            }
-        };
+        let invalid =
+            match schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES) {
+                Err(e) => Some(e),
+                Ok(()) => {
+                    let mut errors = match Schema::compile("response_schema", &task.response_schema)
+                    {
+                        Ok(s) => s.errors(&answer.response),
+                        Err(e) => return Err(e),
+                    };
+                    errors.extend(nul_errors(&answer.response));
+                    (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
+                }
+            };
         let now = now_ms();
         let (after, result) = match invalid {
             Some(err) => {
                 let (by, channel) = (answer.by.clone(), answer.channel.clone());
                 self.inner
                     .store
-                    .transition(&id, now, move |t| rules::invalid_answer(t, &by, &channel, err, now))
+                    .transition(&id, now, move |t| {
+                        rules::invalid_answer(t, &by, &channel, err, now)
+                    })
                     .await?
             }
             None => {
@@ -257,7 +276,13 @@ impl Engine {
     }
 
     /// Cancels a pending task; `Conflict` if it already ended.
-    pub async fn cancel(&self, id: Uuid, by: &str, channel: &str, reason: Option<&str>) -> Result<Task> {
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        by: &str,
+        channel: &str,
+        reason: Option<&str>,
+    ) -> Result<Task> {
         check_actor(by)?;
         check_channel(channel)?;
         if let Some(r) = reason
@@ -283,12 +308,25 @@ impl Engine {
 
     /// Times the task out if it is pending and past its deadline; returns it as it is now.
     pub async fn expire(&self, id: Uuid) -> Result<Task> {
+        Ok(self.expire_one(id).await?.0)
+    }
+
+    /// [`Engine::expire`], also telling whether this call (not a concurrent one) ended it.
+    async fn expire_one(&self, id: Uuid) -> Result<(Task, bool)> {
         let now = now_ms();
-        let (after, ()) = self.inner.store.transition(&id, now, |t| rules::expire(t, now)).await?;
+        let (after, ended_here) = self
+            .inner
+            .store
+            .transition(&id, now, |t| {
+                let (decision, ()) = rules::expire(t, now);
+                let ends = decision.update.is_some();
+                (decision, ends)
+            })
+            .await?;
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
-        Ok(after)
+        Ok((after, ended_here))
     }
 
     /// Times out every overdue pending task; returns how many this call ended.
@@ -298,9 +336,7 @@ impl Engine {
             let due = self.inner.store.due(now_ms(), 500).await?;
             let n = due.len();
             for id in due {
-                let before = now_ms();
-                let t = self.expire(id).await?;
-                if t.status == Status::TimedOut && t.ended_at.is_some_and(|e| e >= before) {
+                if self.expire_one(id).await?.1 {
                     ended += 1;
                 }
             }
@@ -427,7 +463,9 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         None => None,
         Some(0) => return Err(Error::InvalidArgument("timeout must be positive".into())),
         Some(ms) if ms > 10 * 366 * 24 * 3600 * 1000 => {
-            return Err(Error::InvalidArgument("timeout must be at most ten years".into()));
+            return Err(Error::InvalidArgument(
+                "timeout must be at most ten years".into(),
+            ));
         }
         Some(ms) => Some(now + ms as i64),
     };
@@ -472,14 +510,19 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
         )));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(Error::InvalidArgument(format!("{what} must not contain control characters")));
+        return Err(Error::InvalidArgument(format!(
+            "{what} must not contain control characters"
+        )));
     }
     Ok(())
 }
 
 fn check_namespace(ns: &str) -> Result<()> {
     check_text("namespace", ns, schema::MAX_NAMESPACE_BYTES)?;
-    if !ns.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+    if !ns
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
         return Err(Error::InvalidArgument(format!(
             "namespace {ns:?} may only contain ASCII letters, digits and - _ . :"
         )));
@@ -489,7 +532,9 @@ fn check_namespace(ns: &str) -> Result<()> {
 
 fn check_actor(by: &str) -> Result<()> {
     if by.trim().is_empty() {
-        return Err(Error::InvalidArgument("who answers (`by`) must be given".into()));
+        return Err(Error::InvalidArgument(
+            "who answers (`by`) must be given".into(),
+        ));
     }
     check_text("by", by, schema::MAX_ACTOR_BYTES)
 }
@@ -500,7 +545,9 @@ fn check_channel(channel: &str) -> Result<()> {
 
 fn check_targets(what: &str, targets: &[String], need_kind: bool) -> Result<()> {
     if targets.len() > 50 {
-        return Err(Error::InvalidArgument(format!("{what} has more than 50 entries")));
+        return Err(Error::InvalidArgument(format!(
+            "{what} has more than 50 entries"
+        )));
     }
     for t in targets {
         check_text(what, t, schema::MAX_ACTOR_BYTES)?;

@@ -33,7 +33,10 @@ pub enum Error {
 
     /// A schema given to the engine is not a usable JSON Schema.
     #[error("invalid schema ({which}): {message}")]
-    InvalidSchema { which: &'static str, message: String },
+    InvalidSchema {
+        which: &'static str,
+        message: String,
+    },
 
     /// An argument is malformed (bad namespace, key, id, URL, filter ...).
     #[error("invalid argument: {0}")]
@@ -41,7 +44,11 @@ pub enum Error {
 
     /// A document exceeds its documented size limit.
     #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge { what: &'static str, size: usize, limit: usize },
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
 
     /// No task with this id.
     #[error("task {0} not found")]
@@ -143,7 +150,10 @@ impl Error {
             Error::Cancelled { id, by, at, reason } => json!({
                 "task_id": id, "by": by, "at": format_ms(*at), "reason": reason,
             }),
-            Error::InvalidArgument(_) | Error::Config(_) | Error::Database(_) | Error::Internal(_) => {
+            Error::InvalidArgument(_)
+            | Error::Config(_)
+            | Error::Database(_)
+            | Error::Internal(_) => {
                 json!({})
             }
         }

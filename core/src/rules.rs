@@ -112,15 +112,31 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
             update: Some(timeout_update(now)),
             audit: vec![
                 timeout_audit(task),
-                refusal(&a.by, &a.channel, "late", json!({ "message": late.to_string() })),
+                refusal(
+                    &a.by,
+                    &a.channel,
+                    "late",
+                    json!({ "message": late.to_string() }),
+                ),
             ],
         };
         return (decision, Err(late));
     }
     if task.status != Status::Pending {
         let err = ended_error(task);
-        let row = refusal(&a.by, &a.channel, "ended", json!({ "message": err.to_string() }));
-        return (Decision { update: None, audit: vec![row] }, Err(err));
+        let row = refusal(
+            &a.by,
+            &a.channel,
+            "ended",
+            json!({ "message": err.to_string() }),
+        );
+        return (
+            Decision {
+                update: None,
+                audit: vec![row],
+            },
+            Err(err),
+        );
     }
     let decision = Decision {
         update: Some(Update {
@@ -155,7 +171,11 @@ pub fn invalid_answer(
         // The task's end is the more useful news; the invalid answer is recorded either way.
         let (mut d, r) = answer(
             task,
-            &Answer { response: serde_json::Value::Null, by: by.into(), channel: channel.into() },
+            &Answer {
+                response: serde_json::Value::Null,
+                by: by.into(),
+                channel: channel.into(),
+            },
             now,
         );
         if let Some(last) = d.audit.last_mut() {
@@ -173,7 +193,13 @@ pub fn invalid_answer(
         "invalid",
         json!({ "code": error.code(), "message": error.to_string(), "errors": errors }),
     );
-    (Decision { update: None, audit: vec![row] }, Err(error))
+    (
+        Decision {
+            update: None,
+            audit: vec![row],
+        },
+        Err(error),
+    )
 }
 
 /// A cancel request: only a pending task can be cancelled.
@@ -185,8 +211,15 @@ pub fn cancel(
     now: i64,
 ) -> (Decision, Result<()>) {
     if is_overdue(task, now) {
-        let d = Decision { update: Some(timeout_update(now)), audit: vec![timeout_audit(task)] };
-        let t = Task { status: Status::TimedOut, ended_at: Some(now), ..task.clone() };
+        let d = Decision {
+            update: Some(timeout_update(now)),
+            audit: vec![timeout_audit(task)],
+        };
+        let t = Task {
+            status: Status::TimedOut,
+            ended_at: Some(now),
+            ..task.clone()
+        };
         return (d, Err(ended_error(&t)));
     }
     if task.status != Status::Pending {
@@ -215,7 +248,13 @@ pub fn cancel(
 /// The deadline check: a pending task past its deadline times out, once.
 pub fn expire(task: &Task, now: i64) -> (Decision, ()) {
     if is_overdue(task, now) {
-        (Decision { update: Some(timeout_update(now)), audit: vec![timeout_audit(task)] }, ())
+        (
+            Decision {
+                update: Some(timeout_update(now)),
+                audit: vec![timeout_audit(task)],
+            },
+            (),
+        )
     } else {
         (Decision::default(), ())
     }

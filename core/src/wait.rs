@@ -99,14 +99,16 @@ mod tests {
         let a = hub.subscribe(id);
         let b = hub.subscribe(id);
         assert_eq!(hub.len(), 1);
-        let na = a.notify().notified();
-        let nb = b.notify().notified();
-        tokio::pin!(na, nb);
-        na.as_mut().enable();
-        nb.as_mut().enable();
-        hub.wake(&id);
-        na.await;
-        nb.await;
+        {
+            let na = a.notify().notified();
+            let nb = b.notify().notified();
+            tokio::pin!(na, nb);
+            na.as_mut().enable();
+            nb.as_mut().enable();
+            hub.wake(&id);
+            na.await;
+            nb.await;
+        }
         drop(a);
         assert_eq!(hub.len(), 1);
         drop(b);

@@ -86,7 +86,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A store on either backend.
+/// A store on either backend. (One lives per engine, so the size difference between the
+/// variants does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Sqlite(SqliteStore),
     Postgres(PgStore),
@@ -138,6 +140,10 @@ impl Store {
         dispatch!(self, s => s.get(id).await)
     }
 
+    pub async fn get_by_key(&self, namespace: &str, key: &str) -> Result<Option<Task>> {
+        dispatch!(self, s => s.get_by_key(namespace, key).await)
+    }
+
     pub async fn list(&self, q: &ListQuery) -> Result<Vec<Task>> {
         dispatch!(self, s => s.list(q).await)
     }
@@ -169,7 +175,10 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        dispatch!(self, s => s.pool.close().await)
+        dispatch!(self, s => {
+            s.writer.close().await;
+            s.pool.close().await
+        })
     }
 }
 

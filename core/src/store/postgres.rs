@@ -24,6 +24,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 /// The PostgreSQL store.
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// Write transactions use the same pool (row locks, not a single writer, order them).
+    pub(crate) writer: PgPool,
 }
 
 impl PgStore {
@@ -45,12 +47,19 @@ impl PgStore {
                     crate::store::redact_url(url)
                 ))
             })?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// One `LISTEN` connection for the whole process, plus a slow safety sweep (every
     /// `safety`) over recently ended tasks in case a notification was lost with a connection.
-    pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, safety: Duration) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_waker(
+        &self,
+        hub: Arc<Hub>,
+        safety: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let sweeper = {
@@ -86,10 +95,11 @@ impl PgStore {
 
 async fn sweep(pool: &PgPool, hub: &Hub, since: i64) {
     use sqlx::Row as _;
-    let rows = sqlx::query("SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1")
-        .bind(since)
-        .fetch_all(pool)
-        .await;
+    let rows =
+        sqlx::query("SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1")
+            .bind(since)
+            .fetch_all(pool)
+            .await;
     match rows {
         Ok(rows) => {
             for r in rows {

@@ -127,7 +127,7 @@ macro_rules! sql_store {
         impl $Store {
             /// Applies the embedded migrations not yet applied, in one transaction.
             pub async fn migrate(&self) -> Result<()> {
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 if !$migrate_lock.is_empty() {
                     sqlx::query($migrate_lock).execute(&mut *tx).await?;
                 }
@@ -182,7 +182,7 @@ macro_rules! sql_store {
             }
 
             pub async fn insert_or_get(&self, t: &Task, created: NewAudit) -> Result<(Task, bool)> {
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO inloop_tasks (", task_cols!(), ") VALUES ",
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ",
@@ -236,6 +236,17 @@ macro_rules! sql_store {
                 row.as_ref().map(task_from_row).transpose()
             }
 
+            pub async fn get_by_key(&self, namespace: &str, key: &str) -> Result<Option<Task>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ", task_cols!(), " FROM inloop_tasks WHERE namespace = $1 AND key = $2"
+                ))
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(task_from_row).transpose()
+            }
+
             pub async fn list(&self, q: &ListQuery) -> Result<Vec<Task>> {
                 let rows = sqlx::query(concat!(
                     "SELECT ", task_cols!(), " FROM inloop_tasks WHERE ",
@@ -264,7 +275,7 @@ macro_rules! sql_store {
                 F: FnOnce(&Task) -> (Decision, T) + Send,
                 T: Send,
             {
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let row = sqlx::query(concat!(
                     "SELECT ", task_cols!(), " FROM inloop_tasks WHERE id = $1", $lock
                 ))

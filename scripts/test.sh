@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: lint, the Rust conformance suite on SQLite and a throwaway PostgreSQL, and the
+# Python suite on both. Installs what it needs (pip into .venv; Rust crates via cargo).
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+say "lint: cargo fmt, clippy, ruff"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+(cd python && ruff check --quiet . && ruff format --check --quiet .)
+
+build_python
+
+say "starting a throwaway PostgreSQL"
+PGDIR=$(mktemp -d)
+trap 'scripts/pg.sh stop "$PGDIR" >/dev/null 2>&1 || true; rm -rf "$PGDIR"' EXIT
+INLOOP_TEST_PG_URL=$(scripts/pg.sh start "$PGDIR")
+export INLOOP_TEST_PG_URL INLOOP_REQUIRE_PG=1
+
+say "Rust tests (core conformance on SQLite and PostgreSQL)"
+cargo test -p inloop-core --quiet
+
+say "Python tests (SQLite and PostgreSQL)"
+(cd python && python -m pytest -q)
