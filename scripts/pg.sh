@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 for tests (fast, NOT durable: fsync and friends are off).
+# A throwaway PostgreSQL 15 for tests (fast, NOT durable: fsync and friends are off, unless
+# PG_DURABLE=1, which keeps PostgreSQL's durable defaults: the benchmarks use that).
 #
 #   scripts/pg.sh start DIR         initdb into DIR/data, start on a free port, create the
 #                                   database inloop_test; prints ONE line: its URL
@@ -73,11 +74,11 @@ cmd_start() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 300
 EOF
+    if [ "${PG_DURABLE:-0}" != "1" ]; then
+        printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$dir/data/postgresql.conf"
+    fi
 
     if ! as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 start >/dev/null 2>&1; then
         echo "pg.sh: PostgreSQL did not start; its log follows" >&2
