@@ -20,24 +20,27 @@ from inloop import Client, await_human
 
 ANSWERER = r"""
 import asyncio, sys, time
+from datetime import timedelta
 from inloop import Client, Conflict
 async def main(url, ns, seconds):
     c = Client(url, namespace=ns)
     end = time.monotonic() + seconds
-    inflight = set()
+    seen = set()
+    since = None
     async def answer(i):
         try:
             await c.answer(i, True, by="bench")
         except Conflict:
             pass
-        finally:
-            inflight.discard(i)
     while time.monotonic() < end:
-        page = await c.list(status="pending", limit=200)
-        fresh = [t.id for t in page if t.id not in inflight]
-        inflight.update(fresh)
-        for i in fresh:
-            asyncio.ensure_future(answer(i))
+        # Only tasks created since the newest one seen (minus a margin; `seen` dedupes).
+        page = await c.list(status="pending", limit=500, created_after=since)
+        fresh = [t for t in page if t.id not in seen]
+        for t in fresh:
+            seen.add(t.id)
+            asyncio.ensure_future(answer(t.id))
+        if page:
+            since = max(t.created_at for t in page) - timedelta(milliseconds=50)
         await asyncio.sleep(0.001 if fresh else 0.002)
 asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 """

@@ -178,6 +178,18 @@ impl Engine {
         })
     }
 
+    /// Creates or gets the task and waits for its outcome (what `await_human` does): the
+    /// completed task as JSON, or raises `TimedOut` / `Cancelled` / `KeyReused` ...
+    fn ask<'py>(&self, py: Python<'py>, request: &str) -> PyResult<Bound<'py, PyAny>> {
+        let new: NewTask = serde_json::from_str(request)
+            .map_err(|e| bad_input(format!("bad create request: {e}")))?;
+        let engine = self.engine.clone();
+        future(
+            py,
+            async move { json(&engine.ask(new).await.map_err(to_py)?) },
+        )
+    }
+
     fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
         let engine = self.engine.clone();

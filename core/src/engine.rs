@@ -13,7 +13,7 @@ use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Statu
 use crate::rules;
 use crate::schema::{self, Schema};
 use crate::store::{Backend, ListQuery, NewAudit, Store, StoreOptions};
-use crate::wait::Hub;
+use crate::wait::{Hub, Subscription};
 
 /// Tuning knobs; the defaults suit both an agent process and a server.
 #[derive(Debug, Clone)]
@@ -149,9 +149,18 @@ impl Engine {
     /// Creates the task, or returns the one its `(namespace, key)` already names. The same key
     /// with a different title, payload or schema is [`Error::KeyReused`].
     pub async fn create(&self, new: NewTask) -> Result<Created> {
-        let now = now_ms();
+        let task = self.prepare_new(new)?;
+        self.insert(task).await
+    }
+
+    fn prepare_new(&self, new: NewTask) -> Result<Prepared> {
         let requested_by = new.requested_by.clone();
-        let task = prepare(new, now)?;
+        let task = prepare(new, now_ms())?;
+        Ok(Prepared { task, requested_by })
+    }
+
+    async fn insert(&self, p: Prepared) -> Result<Created> {
+        let Prepared { task, requested_by } = p;
         let created = NewAudit {
             actor: requested_by,
             channel: None,
@@ -237,38 +246,31 @@ impl Engine {
     pub async fn answer(&self, id: Uuid, answer: Answer) -> Result<Task> {
         check_actor(&answer.by)?;
         check_channel(&answer.channel)?;
-        let task = self.get(id).await?;
-        let invalid =
-            match schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES) {
-                Err(e) => Some(e),
-                Ok(()) => {
-                    let mut errors = match Schema::compile("response_schema", &task.response_schema)
-                    {
-                        Ok(s) => s.errors(&answer.response),
-                        Err(e) => return Err(e),
-                    };
-                    errors.extend(nul_errors(&answer.response));
-                    (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
-                }
-            };
+        let too_large =
+            schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES).err();
         let now = now_ms();
-        let (after, result) = match invalid {
-            Some(err) => {
-                let (by, channel) = (answer.by.clone(), answer.channel.clone());
-                self.inner
-                    .store
-                    .transition(&id, now, move |t| {
-                        rules::invalid_answer(t, &by, &channel, err, now)
-                    })
-                    .await?
-            }
-            None => {
-                self.inner
-                    .store
-                    .transition(&id, now, |t| rules::answer(t, &answer, now))
-                    .await?
-            }
-        };
+        // Validated under the row lock: one read, and the schema is the stored one.
+        let (after, result) = self
+            .inner
+            .store
+            .transition(&id, now, |t| {
+                let invalid = match too_large {
+                    Some(e) => Some(e),
+                    None => match Schema::compile("response_schema", &t.response_schema) {
+                        Err(e) => return (Default::default(), Err(e)),
+                        Ok(s) => {
+                            let mut errors = s.errors(&answer.response);
+                            errors.extend(nul_errors(&answer.response));
+                            (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
+                        }
+                    },
+                };
+                match invalid {
+                    Some(err) => rules::invalid_answer(t, &answer.by, &answer.channel, err, now),
+                    None => rules::answer(t, &answer, now),
+                }
+            })
+            .await?;
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
@@ -352,13 +354,29 @@ impl Engine {
     pub async fn wait(&self, id: Uuid, limit: Option<Duration>) -> Result<Task> {
         self.start_background();
         let sub = self.inner.hub.subscribe(id);
+        let seen = sub.wakes();
         let limit_at = limit.map(|d| Instant::now() + d);
+        self.park(&sub, id, limit_at, seen, None).await
+    }
+
+    /// The waiting loop. `known` is the task as read after `seen` was taken from `sub`.
+    async fn park(
+        &self,
+        sub: &Subscription,
+        id: Uuid,
+        limit_at: Option<Instant>,
+        mut seen: u64,
+        mut known: Option<Task>,
+    ) -> Result<Task> {
         loop {
-            let notified = sub.notify().notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Boxed so a parked waiter's future stays small (the query's state is large).
-            let task = Box::pin(self.get(id)).await?;
+            let task = match known.take() {
+                Some(t) => t,
+                None => {
+                    seen = sub.wakes();
+                    // Boxed so a parked waiter's future stays small (a query's state is large).
+                    Box::pin(self.get(id)).await?
+                }
+            };
             if task.status.is_final() {
                 return Ok(task);
             }
@@ -380,6 +398,12 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let notified = sub.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if sub.wakes() != seen {
+                continue; // woken since the read: read again
+            }
             match wake_at {
                 Some(at) => {
                     tokio::select! {
@@ -389,6 +413,24 @@ impl Engine {
                 }
                 None => notified.await,
             }
+        }
+    }
+
+    /// Creates the task (or finds the one its key names) and waits for its outcome: what
+    /// `await_human` does, in one call. A fresh task is subscribed to before it is inserted,
+    /// so no read is needed before parking.
+    pub async fn ask(&self, new: NewTask) -> Result<Task> {
+        self.start_background();
+        let task = self.prepare_new(new)?;
+        let sub = self.inner.hub.subscribe(task.id);
+        let seen = sub.wakes();
+        let created = self.insert(task).await?;
+        if created.created {
+            let id = created.task.id;
+            rules::outcome(self.park(&sub, id, None, seen, Some(created.task)).await?)
+        } else {
+            drop(sub);
+            self.await_response(created.task.id).await
         }
     }
 
@@ -425,6 +467,19 @@ impl Engine {
     /// How many task ids have waiters in this process (for tests and metrics).
     pub fn parked(&self) -> usize {
         self.inner.hub.len()
+    }
+}
+
+/// A checked creation request, ready to insert.
+struct Prepared {
+    task: Task,
+    requested_by: Option<String>,
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = Task;
+    fn deref(&self) -> &Task {
+        &self.task
     }
 }
 

@@ -7,6 +7,7 @@
 //! timer). A parked waiter costs a map entry and a `Notify`, never a connection or a query.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -19,8 +20,16 @@ pub struct Hub {
 }
 
 struct Slot {
-    notify: Arc<Notify>,
+    shared: Arc<Shared>,
     waiters: usize,
+}
+
+/// What a slot's waiters share: the notifier, and a counter of wakes so that a wake that
+/// lands while no `Notified` future is enabled (between a read and the park) is still seen.
+#[derive(Default)]
+struct Shared {
+    notify: Notify,
+    wakes: AtomicU64,
 }
 
 impl Hub {
@@ -32,14 +41,14 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, id: Uuid) -> Subscription {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let slot = slots.entry(id).or_insert_with(|| Slot {
-            notify: Arc::new(Notify::new()),
+            shared: Arc::default(),
             waiters: 0,
         });
         slot.waiters += 1;
         Subscription {
             hub: Arc::clone(self),
             id,
-            notify: Arc::clone(&slot.notify),
+            shared: Arc::clone(&slot.shared),
         }
     }
 
@@ -47,7 +56,8 @@ impl Hub {
     pub fn wake(&self, id: &Uuid) {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = slots.get(id) {
-            slot.notify.notify_waiters();
+            slot.shared.wakes.fetch_add(1, Ordering::SeqCst);
+            slot.shared.notify.notify_waiters();
         }
     }
 
@@ -62,17 +72,25 @@ impl Hub {
 }
 
 /// Interest in one task id; dropping it unregisters.
+///
+/// The protocol that loses no wake: take [`Subscription::wakes`] *before* reading the task;
+/// if the task must be waited for, create and `enable()` a `notify().notified()` future, then
+/// re-read the task if `wakes()` moved since, else await the future.
 pub struct Subscription {
     hub: Arc<Hub>,
     id: Uuid,
-    notify: Arc<Notify>,
+    shared: Arc<Shared>,
 }
 
 impl Subscription {
-    /// The notifier to await. Create and `enable()` the `Notified` future *before* reading the
-    /// task, so a wake between the read and the await is not lost.
+    /// The notifier to await.
     pub fn notify(&self) -> &Notify {
-        &self.notify
+        &self.shared.notify
+    }
+
+    /// How many wakes this task id has had since its first subscriber.
+    pub fn wakes(&self) -> u64 {
+        self.shared.wakes.load(Ordering::SeqCst)
     }
 }
 
@@ -99,6 +117,7 @@ mod tests {
         let a = hub.subscribe(id);
         let b = hub.subscribe(id);
         assert_eq!(hub.len(), 1);
+        let before = a.wakes();
         {
             let na = a.notify().notified();
             let nb = b.notify().notified();
@@ -109,6 +128,7 @@ mod tests {
             na.await;
             nb.await;
         }
+        assert_eq!(b.wakes(), before + 1);
         drop(a);
         assert_eq!(hub.len(), 1);
         drop(b);

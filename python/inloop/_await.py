@@ -78,17 +78,10 @@ async def await_human(
         )
     """
     client = client or default_client(namespace)
-    task = await client.create(
-        title,
-        payload=payload,
-        response=response,
-        key=key,
-        timeout=timeout,
-        notify=notify,
-        assign_to=assign_to,
-        namespace=namespace,
+    request = client._request(
+        title, payload, response, key, timeout, notify, assign_to, None, namespace
     )
-    done = await client._await_response(task.id)
+    done = await client._ask(request)
     return parse_response(response, done.response)
 
 

@@ -104,22 +104,45 @@ class Client:
             task = await client.create("Approve?", payload={"amount": 5},
                                        response={"type": "boolean"}, key="order-7")
         """
-        body, payload_schema = payload_parts(payload)
-        request = {
-            "namespace": namespace or self.namespace,
-            "key": key,
-            "title": title,
-            "payload": body,
-            "payload_schema": payload_schema,
-            "response_schema": response_schema(response),
-            "notify": list(notify or []),
-            "assign_to": list(assign_to or []),
-            "timeout_ms": _timeout_ms(timeout),
-            "requested_by": requested_by,
-        }
+        request = self._request(
+            title, payload, response, key, timeout, notify, assign_to, requested_by, namespace
+        )
         engine = await self._native()
-        out = json.loads(await engine.create(_dumps(request)))
+        out = json.loads(await engine.create(request))
         return Task._from_json(out["task"], created=out["created"])
+
+    def _request(
+        self,
+        title: str,
+        payload: Any,
+        response: Any,
+        key: str | None,
+        timeout: Timeout | None,
+        notify: builtins.list[str] | None,
+        assign_to: builtins.list[str] | None,
+        requested_by: str | None,
+        namespace: str | None,
+    ) -> str:
+        body, payload_schema = payload_parts(payload)
+        return _dumps(
+            {
+                "namespace": namespace or self.namespace,
+                "key": key,
+                "title": title,
+                "payload": body,
+                "payload_schema": payload_schema,
+                "response_schema": response_schema(response),
+                "notify": list(notify or []),
+                "assign_to": list(assign_to or []),
+                "timeout_ms": _timeout_ms(timeout),
+                "requested_by": requested_by,
+            }
+        )
+
+    async def _ask(self, request: str) -> Task:
+        """Create-or-get and wait for the outcome in one native call (``await_human``)."""
+        engine = await self._native()
+        return Task._from_json(json.loads(await engine.ask(request)))
 
     async def get(self, id: str) -> Task:
         """The task with this id (:class:`inloop.NotFound` if there is none)."""
@@ -190,10 +213,6 @@ class Client:
         secs = None if ms is None else ms / 1000
         engine = await self._native()
         return Task._from_json(json.loads(await engine.wait(id, secs)))
-
-    async def _await_response(self, id: str) -> Task:
-        engine = await self._native()
-        return Task._from_json(json.loads(await engine.await_response(id)))
 
     async def audit(self, id: str) -> builtins.list[AuditEvent]:
         """The task's audit trail, oldest first."""

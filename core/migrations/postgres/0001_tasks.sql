@@ -21,6 +21,9 @@ CREATE TABLE inloop_tasks (
     updated_at      BIGINT NOT NULL,
     deadline        BIGINT,
     ended_at        BIGINT,
+    -- head of the audit chain (seq and hash of the last row), so appending needs no lookup
+    audit_seq       BIGINT NOT NULL,
+    audit_head      TEXT NOT NULL,
     UNIQUE (namespace, key)
 );
 CREATE INDEX inloop_tasks_namespace_id ON inloop_tasks (namespace, id);

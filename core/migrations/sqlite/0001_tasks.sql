@@ -20,6 +20,9 @@ CREATE TABLE inloop_tasks (
     updated_at      INTEGER NOT NULL,
     deadline        INTEGER,
     ended_at        INTEGER,
+    -- head of the audit chain (seq and hash of the last row), so appending needs no lookup
+    audit_seq       INTEGER NOT NULL,
+    audit_head      TEXT NOT NULL,
     UNIQUE (namespace, key)
 );
 CREATE INDEX inloop_tasks_namespace_id ON inloop_tasks (namespace, id);

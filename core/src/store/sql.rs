@@ -80,24 +80,16 @@ macro_rules! sql_store {
         }
 
         /// Appends rows to a task's chain inside the caller's transaction (which holds the
-        /// task's row lock, or SQLite's write lock, so `seq` cannot race).
+        /// task's row lock, or SQLite's write lock), continuing from `(seq, prev)`, the head
+        /// stored on the task row; returns the new head.
         async fn append_audit(
             conn: &mut <$DB as sqlx::Database>::Connection,
             task_id: &Uuid,
             at: i64,
+            (mut seq, mut prev): (i64, String),
             rows: Vec<NewAudit>,
-        ) -> Result<()> {
+        ) -> Result<(i64, String)> {
             let id = task_id.to_string();
-            let last = sqlx::query(
-                "SELECT seq, hash FROM inloop_audit WHERE task_id = $1 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (mut seq, mut prev): (i64, String) = match last {
-                Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-                None => (0, GENESIS.to_string()),
-            };
             for row in rows {
                 seq += 1;
                 let hash = row_hash(
@@ -121,7 +113,7 @@ macro_rules! sql_store {
                 .await?;
                 prev = hash;
             }
-            Ok(())
+            Ok((seq, prev))
         }
 
         impl $Store {
@@ -182,10 +174,18 @@ macro_rules! sql_store {
             }
 
             pub async fn insert_or_get(&self, t: &Task, created: NewAudit) -> Result<(Task, bool)> {
+                // The `created` row is the chain's first: its hash is known before the insert.
+                let head = (
+                    1_i64,
+                    row_hash(
+                        GENESIS, t.id, 1, t.created_at, created.actor.as_deref(),
+                        created.channel.as_deref(), created.kind, &created.data,
+                    ),
+                );
                 let mut tx = self.writer.begin_with($begin).await?;
                 let inserted = sqlx::query(concat!(
-                    "INSERT INTO inloop_tasks (", task_cols!(), ") VALUES ",
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ",
+                    "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head) VALUES ",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -208,12 +208,15 @@ macro_rules! sql_store {
                 .bind(t.updated_at)
                 .bind(t.deadline)
                 .bind(t.ended_at)
+                .bind(head.0)
+                .bind(&head.1)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
                     == 1;
                 if inserted {
-                    append_audit(&mut tx, &t.id, t.created_at, vec![created]).await?;
+                    append_audit(&mut tx, &t.id, t.created_at, (0, GENESIS.to_string()), vec![created])
+                        .await?;
                     tx.commit().await?;
                     return Ok((t.clone(), true));
                 }
@@ -277,7 +280,7 @@ macro_rules! sql_store {
             {
                 let mut tx = self.writer.begin_with($begin).await?;
                 let row = sqlx::query(concat!(
-                    "SELECT ", task_cols!(), " FROM inloop_tasks WHERE id = $1", $lock
+                    "SELECT ", task_cols!(), ", audit_seq, audit_head FROM inloop_tasks WHERE id = $1", $lock
                 ))
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
@@ -286,8 +289,15 @@ macro_rules! sql_store {
                     return Err(Error::NotFound(id.to_string()));
                 };
                 let before = task_from_row(&row)?;
+                let head: (i64, String) = (row.try_get("audit_seq")?, row.try_get("audit_head")?);
+                let before_seq = head.0;
                 let (decision, out) = decide(&before);
                 let mut after = before.clone();
+                let head = if decision.audit.is_empty() {
+                    head
+                } else {
+                    append_audit(&mut tx, id, now, head, decision.audit).await?
+                };
                 if let Some(u) = decision.update {
                     after.status = u.status;
                     after.response = u.response;
@@ -300,7 +310,7 @@ macro_rules! sql_store {
                     sqlx::query(
                         "UPDATE inloop_tasks SET status = $2, response = $3, answered_by = $4, \
                          answered_via = $5, cancelled_by = $6, cancel_reason = $7, ended_at = $8, \
-                         updated_at = $9 WHERE id = $1",
+                         updated_at = $9, audit_seq = $10, audit_head = $11 WHERE id = $1",
                     )
                     .bind(id.to_string())
                     .bind(after.status.as_str())
@@ -311,11 +321,17 @@ macro_rules! sql_store {
                     .bind(&after.cancel_reason)
                     .bind(after.ended_at)
                     .bind(now)
+                    .bind(head.0)
+                    .bind(&head.1)
                     .execute(&mut *tx)
                     .await?;
-                }
-                if !decision.audit.is_empty() {
-                    append_audit(&mut tx, id, now, decision.audit).await?;
+                } else if head.0 != before_seq {
+                    sqlx::query("UPDATE inloop_tasks SET audit_seq = $2, audit_head = $3 WHERE id = $1")
+                        .bind(id.to_string())
+                        .bind(head.0)
+                        .bind(&head.1)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if after.status != before.status {
                     $announce(&mut tx, &after).await?;
