@@ -1694,7 +1694,54 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
 }
 
+/// `ask` (create-or-get + wait, what `await_human` calls): wakes on an answer from another
+/// engine, replays an answered key at once without a second task, and reports a timeout.
+async fn ask_creates_waits_and_replays(db: Db) {
+    let agent = db.open().await;
+    let human = db.open().await;
+    let asking = {
+        let agent = agent.clone();
+        tokio::spawn(async move { agent.ask(task("ask-1")).await })
+    };
+    let id = loop {
+        let page = human.list(ListFilter::default()).await.unwrap();
+        if let Some(t) = page.items.first() {
+            break t.id;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    human.answer(id, approve("alice")).await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(2), asking)
+        .await
+        .expect("ask resumed within 2 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.id, done.status), (id, Status::Completed));
+
+    // The agent restarts and asks again with the same key: the answer, no second task.
+    let again = agent.ask(task("ask-1")).await.unwrap();
+    assert_eq!(again.id, id);
+    assert_eq!(again.answered_by.as_deref(), Some("alice"));
+    let all = human.list(ListFilter::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1);
+
+    // Same key, different request: refused before anything waits.
+    let mut changed = task("ask-1");
+    changed.payload = json!({"order_id": "A-1", "amount": 9.0});
+    assert!(matches!(agent.ask(changed).await, Err(Error::KeyReused { .. })));
+
+    // A deadline ends an ask with TimedOut, and the answer that never came stays absent.
+    let mut quick = task("ask-2");
+    quick.timeout_ms = Some(200);
+    match agent.ask(quick).await {
+        Err(Error::TimedOut { .. }) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert_eq!(agent.parked(), 0);
+}
+
 conformance!(
+    ask_creates_waits_and_replays,
     create_is_idempotent_by_key,
     concurrent_creators_get_one_task,
     concurrent_answers_accept_exactly_one,
