@@ -1728,7 +1728,10 @@ async fn ask_creates_waits_and_replays(db: Db) {
     // Same key, different request: refused before anything waits.
     let mut changed = task("ask-1");
     changed.payload = json!({"order_id": "A-1", "amount": 9.0});
-    assert!(matches!(agent.ask(changed).await, Err(Error::KeyReused { .. })));
+    assert!(matches!(
+        agent.ask(changed).await,
+        Err(Error::KeyReused { .. })
+    ));
 
     // A deadline ends an ask with TimedOut, and the answer that never came stays absent.
     let mut quick = task("ask-2");

@@ -81,8 +81,7 @@ async def await_human(
     request = client._request(
         title, payload, response, key, timeout, notify, assign_to, None, namespace
     )
-    done = await client._ask(request)
-    return parse_response(response, done.response)
+    return parse_response(response, await client._ask(request))
 
 
 @overload

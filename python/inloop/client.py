@@ -139,10 +139,11 @@ class Client:
             }
         )
 
-    async def _ask(self, request: str) -> Task:
-        """Create-or-get and wait for the outcome in one native call (``await_human``)."""
+    async def _ask(self, request: str) -> Any:
+        """Create-or-get and wait for the outcome in one native call (``await_human``);
+        returns the accepted answer as JSON."""
         engine = await self._native()
-        return Task._from_json(json.loads(await engine.ask(request)))
+        return json.loads(await engine.ask(request))["response"]
 
     async def get(self, id: str) -> Task:
         """The task with this id (:class:`inloop.NotFound` if there is none)."""

@@ -49,3 +49,14 @@ BEGIN
 END $$;
 CREATE TRIGGER inloop_audit_append_only BEFORE UPDATE OR DELETE ON inloop_audit
 FOR EACH ROW EXECUTE FUNCTION inloop_audit_append_only();
+
+-- Every status change announces itself to listening processes at commit (payload
+-- "status:task_id"), in the same statement as the change: no extra round trip, and a change
+-- made by hand in SQL wakes waiters too.
+CREATE FUNCTION inloop_tasks_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('inloop_events', NEW.status || ':' || NEW.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER inloop_tasks_notify AFTER UPDATE OF status ON inloop_tasks
+FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION inloop_tasks_notify();

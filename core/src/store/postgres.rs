@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 
 use crate::store::StoreOptions;
 use crate::wait::Hub;
 
-/// The channel the engine `NOTIFY`s on when a task changes state; the payload is
-/// `"<status>:<task id>"`.
+/// The channel a trigger `NOTIFY`s on when a task changes state; the payload is
+/// `"<status>:<task id>"`. (The name is also written in the migration.)
 pub const CHANNEL: &str = "inloop_events";
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -138,16 +138,6 @@ async fn listen(pool: &PgPool, hub: &Hub) -> crate::error::Result<()> {
     }
 }
 
-/// Tells every listening process, at commit, that the task changed state.
-async fn announce(conn: &mut PgConnection, task: &crate::model::Task) -> crate::error::Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!("{}:{}", task.status, task.id))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 sql_store! {
     store = PgStore,
     db = Postgres,
@@ -156,5 +146,4 @@ sql_store! {
     lock_row = " FOR UPDATE",
     migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
     migrations = MIGRATIONS,
-    announce = announce,
 }

@@ -4,7 +4,8 @@
 //! `CAST($n AS TEXT)` so PostgreSQL can infer parameter types. What differs per backend is
 //! passed in: how a write transaction begins (SQLite takes the write lock up front with
 //! `BEGIN IMMEDIATE`, so two writers never deadlock on a lock upgrade), the row-lock suffix
-//! (`FOR UPDATE` on PostgreSQL), the migration lock, and how a commit announces itself.
+//! (`FOR UPDATE` on PostgreSQL) and the migration lock. (PostgreSQL announces status changes
+//! from a trigger; SQLite's watcher sees commits by itself.)
 
 /// Columns of `inloop_tasks`, in the order `task_from_row` reads them.
 macro_rules! task_cols {
@@ -23,8 +24,7 @@ macro_rules! sql_store {
         begin_write = $begin:literal,
         lock_row = $lock:literal,
         migrate_lock = $migrate_lock:literal,
-        migrations = $migrations:expr,
-        announce = $announce:path $(,)?
+        migrations = $migrations:expr $(,)?
     ) => {
         use sqlx::Row as _;
         use sqlx::types::Json;
@@ -332,9 +332,6 @@ macro_rules! sql_store {
                         .bind(&head.1)
                         .execute(&mut *tx)
                         .await?;
-                }
-                if after.status != before.status {
-                    $announce(&mut tx, &after).await?;
                 }
                 tx.commit().await?;
                 Ok((after, out))

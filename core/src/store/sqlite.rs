@@ -242,14 +242,6 @@ async fn ended_since(
         .collect()
 }
 
-/// SQLite commits are seen by the watcher; nothing to announce in the transaction.
-async fn announce(
-    _conn: &mut SqliteConnection,
-    _task: &crate::model::Task,
-) -> crate::error::Result<()> {
-    Ok(())
-}
-
 sql_store! {
     store = SqliteStore,
     db = Sqlite,
@@ -258,5 +250,4 @@ sql_store! {
     lock_row = "",
     migrate_lock = "",
     migrations = MIGRATIONS,
-    announce = announce,
 }
