@@ -71,6 +71,11 @@ pub struct Engine {
 struct Inner {
     store: Store,
     hub: Arc<Hub>,
+    /// Waiters that have read their task and are parked until a wake (metrics, benchmarks).
+    parked: std::sync::atomic::AtomicUsize,
+    /// Bounds the waiters reading at once: a hundred thousand waiters starting together queue
+    /// here (a few bytes each) instead of each holding a pending query's state.
+    reads: tokio::sync::Semaphore,
     opts: EngineOptions,
     background: OnceLock<Background>,
 }
@@ -100,6 +105,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 hub: Hub::new(),
+                parked: Default::default(),
+                reads: tokio::sync::Semaphore::new(64),
                 opts,
                 background: OnceLock::new(),
             }),
@@ -366,19 +373,20 @@ impl Engine {
         id: Uuid,
         limit_at: Option<Instant>,
         mut seen: u64,
-        mut known: Option<Task>,
+        mut known: Option<Box<Task>>,
     ) -> Result<Task> {
+        // Tasks and query futures are boxed so that a parked waiter's own state stays small.
         loop {
-            let task = match known.take() {
+            let task: Box<Task> = match known.take() {
                 Some(t) => t,
                 None => {
+                    let _permit = self.inner.reads.acquire().await;
                     seen = sub.wakes();
-                    // Boxed so a parked waiter's future stays small (a query's state is large).
-                    Box::pin(self.get(id)).await?
+                    Box::new(Box::pin(self.get(id)).await?)
                 }
             };
             if task.status.is_final() {
-                return Ok(task);
+                return Ok(*task);
             }
             let now = now_ms();
             if task.deadline.is_some_and(|d| d <= now) {
@@ -389,7 +397,7 @@ impl Engine {
                 continue;
             }
             if limit_at.is_some_and(|l| l <= Instant::now()) {
-                return Ok(task);
+                return Ok(*task);
             }
             let deadline_at = task
                 .deadline
@@ -398,12 +406,15 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // Keep nothing of the task across the park: a parked waiter stays small.
+            drop(task);
             let notified = sub.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if sub.wakes() != seen {
                 continue; // woken since the read: read again
             }
+            let _parked = ParkedGuard::new(&self.inner.parked);
             match wake_at {
                 Some(at) => {
                     tokio::select! {
@@ -424,10 +435,11 @@ impl Engine {
         let task = self.prepare_new(new)?;
         let sub = self.inner.hub.subscribe(task.id);
         let seen = sub.wakes();
-        let created = self.insert(task).await?;
+        let created = Box::pin(self.insert(task)).await?;
         if created.created {
             let id = created.task.id;
-            rules::outcome(self.park(&sub, id, None, seen, Some(created.task)).await?)
+            let known = Some(Box::new(created.task));
+            rules::outcome(Box::pin(self.park(&sub, id, None, seen, known)).await?)
         } else {
             drop(sub);
             self.await_response(created.task.id).await
@@ -464,9 +476,31 @@ impl Engine {
         self.inner.store.close().await;
     }
 
-    /// How many task ids have waiters in this process (for tests and metrics).
+    /// How many waiters in this process have read their task and are parked until a wake
+    /// (for tests, metrics and benchmarks).
     pub fn parked(&self) -> usize {
+        self.inner.parked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many distinct task ids this process is waiting on (parked or reading).
+    pub fn watched(&self) -> usize {
         self.inner.hub.len()
+    }
+}
+
+/// Counts a waiter as parked while alive (dropped on wake, timeout or cancellation).
+struct ParkedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> ParkedGuard<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ParkedGuard(counter)
+    }
+}
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -718,7 +718,7 @@ async fn unknown_ids_are_not_found(db: Db) {
         .await
         .expect("waiting on an unknown id returns at once");
     is_not_found("await_response", waited.map(drop));
-    assert_eq!(engine.parked(), 0);
+    assert_eq!(engine.watched(), 0);
     // Nothing was written for the unknown id.
     assert_eq!(db.raw_count("SELECT COUNT(*) FROM inloop_audit").await, 1);
 }
@@ -737,7 +737,7 @@ async fn spawn_waiter(
     let h = tokio::spawn(async move { e.await_response(id).await });
     let e = engine.clone();
     eventually("the waiter to park", Duration::from_secs(5), move || {
-        e.parked() == parked
+        e.watched() == parked
     })
     .await;
     // Give the waiter's first read time to finish, so the wake path (not the first read) is
@@ -762,7 +762,7 @@ async fn waiter_wakes_on_answer_from_another_engine(db: Db) {
     let answering = db.open().await;
     let id = waiting.create(task("cross")).await.unwrap().task.id;
     let h = spawn_waiter(&waiting, id, 1).await;
-    assert_eq!(waiting.parked(), 1);
+    assert_eq!(waiting.watched(), 1);
 
     let t0 = Instant::now();
     answering.answer(id, approve("alice")).await.unwrap();
@@ -773,7 +773,7 @@ async fn waiter_wakes_on_answer_from_another_engine(db: Db) {
     assert_eq!(done.answered_by.as_deref(), Some("alice"));
     assert_eq!(done.response, Some(json!({"approved": true})));
     eventually("the waiter to unpark", Duration::from_secs(2), || {
-        waiting.parked() == 0
+        waiting.watched() == 0
     })
     .await;
 
@@ -799,7 +799,7 @@ async fn waiter_wakes_on_answer_from_same_engine(db: Db) {
         waiters.push(spawn_waiter(&engine, id, 1).await);
     }
     let other_waiter = spawn_waiter(&engine, other, 2).await;
-    assert_eq!(engine.parked(), 2, "parked counts distinct task ids");
+    assert_eq!(engine.watched(), 2, "watched counts distinct task ids");
 
     let t0 = Instant::now();
     engine.clone().answer(id, approve("alice")).await.unwrap();
@@ -813,7 +813,7 @@ async fn waiter_wakes_on_answer_from_same_engine(db: Db) {
         !other_waiter.is_finished(),
         "a waiter of another task stayed parked"
     );
-    assert_eq!(engine.parked(), 1);
+    assert_eq!(engine.watched(), 1);
 
     engine.answer(other, approve("bob")).await.unwrap();
     assert_eq!(
@@ -824,7 +824,7 @@ async fn waiter_wakes_on_answer_from_same_engine(db: Db) {
             .as_deref(),
         Some("bob")
     );
-    assert_eq!(engine.parked(), 0);
+    assert_eq!(engine.watched(), 0);
 
     // Waiting on a task that already ended returns at once.
     let again = tokio::time::timeout(Duration::from_secs(2), engine.await_response(id))
@@ -853,14 +853,14 @@ async fn wait_with_limit_returns_pending_task(db: Db) {
         took < Duration::from_secs(2),
         "returned late, after {took:?}"
     );
-    assert_eq!(engine.parked(), 0);
+    assert_eq!(engine.watched(), 0);
 
     // A limit does not hide an answer that comes in time.
     let other = db.open().await;
     let e = engine.clone();
     let h = tokio::spawn(async move { e.wait(id, Some(Duration::from_secs(30))).await });
     eventually("the waiter to park", Duration::from_secs(5), || {
-        engine.parked() == 1
+        engine.watched() == 1
     })
     .await;
     other.answer(id, approve("alice")).await.unwrap();
@@ -885,7 +885,7 @@ async fn dropped_wait_changes_nothing(db: Db) {
 
     let r = tokio::time::timeout(Duration::from_millis(150), engine.await_response(id)).await;
     assert!(r.is_err(), "the wait was cut short by the timeout");
-    assert_eq!(engine.parked(), 0, "a dropped wait unparks at once");
+    assert_eq!(engine.watched(), 0, "a dropped wait unparks at once");
 
     // An aborted waiter task unparks too.
     let h = spawn_waiter(&engine, id, 1).await;
@@ -894,7 +894,7 @@ async fn dropped_wait_changes_nothing(db: Db) {
     eventually(
         "the aborted waiter to unpark",
         Duration::from_secs(2),
-        || engine.parked() == 0,
+        || engine.watched() == 0,
     )
     .await;
 
@@ -913,7 +913,7 @@ async fn dropped_wait_changes_nothing(db: Db) {
         join_waiter(h).await.unwrap().answered_by.as_deref(),
         Some("alice")
     );
-    assert_eq!(engine.parked(), 0);
+    assert_eq!(engine.watched(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -954,7 +954,7 @@ async fn timeout_ends_the_wait_and_refuses_late_answers(db: Db) {
         "timed out early, after {took:?}"
     );
     assert!(now_ms() >= deadline);
-    assert_eq!(engine.parked(), 0);
+    assert_eq!(engine.watched(), 0);
 
     let t = engine.get(id).await.unwrap();
     assert_eq!(t.status, Status::TimedOut);
@@ -1740,7 +1740,7 @@ async fn ask_creates_waits_and_replays(db: Db) {
         Err(Error::TimedOut { .. }) => {}
         other => panic!("expected TimedOut, got {other:?}"),
     }
-    assert_eq!(agent.parked(), 0);
+    assert_eq!(agent.watched(), 0);
 }
 
 conformance!(
