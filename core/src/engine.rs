@@ -34,7 +34,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             store: StoreOptions::default(),
-            sqlite_poll: Duration::from_millis(5),
+            sqlite_poll: Duration::from_millis(10),
             pg_safety_sweep: Duration::from_secs(10),
             expiry_sweep: Duration::from_secs(1),
             migrate: true,
