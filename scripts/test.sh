@@ -11,6 +11,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 build_python
 
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+if [ ! -x "$PG_BIN/initdb" ]; then
+  say "installing the PostgreSQL 15 server (apt)"
+  [ "$(id -u)" = 0 ] || die "PostgreSQL 15 is missing at $PG_BIN; install Debian's postgresql-15 (needs root)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
 say "starting a throwaway PostgreSQL"
 PGDIR=$(mktemp -d)
 trap 'scripts/pg.sh stop "$PGDIR" >/dev/null 2>&1 || true; rm -rf "$PGDIR"' EXIT

@@ -39,7 +39,9 @@ async fn main() {
         .get(2)
         .cloned()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
-    let engine = Engine::open(&url, EngineOptions::default()).await.expect("open");
+    let engine = Engine::open(&url, EngineOptions::default())
+        .await
+        .expect("open");
     let ns = format!("parked-{}", std::process::id());
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(n);
@@ -98,19 +100,31 @@ async fn main() {
         (parked - before) * 1024.0 / n as f64
     );
     println!("CPU while idle over 5 s: {cpu:.2}% of one core");
-    let other = Engine::open(&url, EngineOptions::default()).await.expect("open");
+    let other = Engine::open(&url, EngineOptions::default())
+        .await
+        .expect("open");
     let step = (n / 1000).max(1);
     let t0 = Instant::now();
     let mut answered = Vec::new();
+    let mut answering = Vec::new();
     for (i, id) in ids.iter().enumerate().step_by(step) {
         let a = Answer {
             response: json!(true),
             by: "bench".into(),
             channel: "bench".into(),
         };
-        other.answer(*id, a).await.expect("answer");
+        let (other, id) = (other.clone(), *id);
+        answering.push(tokio::spawn(async move { other.answer(id, a).await }));
         answered.push(i);
     }
+    for h in answering {
+        h.await.unwrap().expect("answer");
+    }
+    println!(
+        "{} concurrent answers from a second engine took {:.2} s",
+        answered.len(),
+        t0.elapsed().as_secs_f64()
+    );
     let mut waiters: Vec<Option<_>> = waiters.into_iter().map(Some).collect();
     for i in &answered {
         let t = waiters[*i].take().unwrap().await.unwrap().unwrap();

@@ -78,7 +78,9 @@ pub struct Task {
     pub digest: String,
     /// Where the request is delivered (`"slack:#ops"`, `"email:a@x.com"` ...).
     pub notify: Vec<String>,
-    /// Who the request is for (user names or e-mail addresses); empty means anyone.
+    /// Who the request is for (user names or e-mail addresses). Recorded and listed; who may
+    /// answer is enforced once identities exist (`inloop serve`): today any caller with
+    /// database access may answer.
     pub assign_to: Vec<String>,
     pub status: Status,
     pub response: Option<Value>,

@@ -1743,7 +1743,38 @@ async fn ask_creates_waits_and_replays(db: Db) {
     assert_eq!(agent.watched(), 0);
 }
 
+/// The waker survives losing its connection: PostgreSQL's listener connection is killed
+/// server-side, an answer commits meanwhile, and the waiter still wakes (the listener
+/// reconnects and sweeps what ended while it was away). SQLite has no server-side connection
+/// to kill; its variant checks the same wake without the kill.
+async fn waker_survives_a_dropped_connection(db: Db) {
+    let waiting = db.open().await;
+    let answering = db.open().await;
+    for round in 0..3 {
+        let id = waiting
+            .create(task(&format!("drop-{round}")))
+            .await
+            .unwrap()
+            .task
+            .id;
+        let h = spawn_waiter(&waiting, id, 1).await;
+        if db.backend == Backend::Postgres {
+            let killed = db
+                .raw_count(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                )
+                .await;
+            assert_eq!(killed, 1, "exactly one listener connection per process");
+        }
+        answering.answer(id, approve("alice")).await.unwrap();
+        let done = join_waiter(h).await.unwrap();
+        assert_eq!((done.id, done.status), (id, Status::Completed));
+    }
+}
+
 conformance!(
+    waker_survives_a_dropped_connection,
     ask_creates_waits_and_replays,
     create_is_idempotent_by_key,
     concurrent_creators_get_one_task,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import threading
+import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,19 +61,30 @@ class Client:
         self._url = database_url
         self._engine: _native.Engine | None = None
         self._lock = threading.Lock()
+        # One opening at a time per event loop: a burst of first calls shares one engine.
+        self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def _native(self) -> _native.Engine:
         engine = self._engine
         if engine is not None:
             return engine
-        opened = await _native.Engine.open(self._url)
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._engine is None:
-                self._engine = opened
-                return opened
-            spare, engine = opened, self._engine
-        await spare.close()
-        return engine
+            opening = self._opening.setdefault(loop, asyncio.Lock())
+        async with opening:
+            if self._engine is not None:
+                return self._engine
+            opened = await _native.Engine.open(self._url)
+            with self._lock:
+                if self._engine is None:
+                    self._engine = opened
+                    return opened
+                # Another event loop opened one meanwhile: keep that one.
+                spare, engine = opened, self._engine
+            await spare.close()
+            return engine
 
     @property
     def database_url(self) -> str:

@@ -38,6 +38,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_database_url() -> str:
+    """The PostgreSQL URL alone, for tests that only make sense there."""
+    url = pg_url()
+    assert url is not None
+    return url
+
+
+@pytest.fixture
 def namespace() -> str:
     """A namespace of this test's own, so tests sharing one PostgreSQL never see each other."""
     return f"t-{uuid.uuid4().hex[:12]}"

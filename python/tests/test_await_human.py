@@ -280,3 +280,14 @@ def test_sync_variant_from_a_thread_and_refused_inside_a_loop(
     asyncio.run(human())
     th.join(10)
     assert result["decision"] == Decision(approved=True)
+
+
+async def test_a_burst_of_first_calls_opens_one_engine(database_url: str, namespace: str) -> None:
+    """A thousand concurrent first calls on a fresh Client share one database engine."""
+    setup = Client(database_url, namespace=namespace)
+    ids = [(await setup.create("t", payload={}, response=Decision)).id for _ in range(200)]
+    await setup.close()
+    fresh = Client(database_url, namespace=namespace)
+    done = await asyncio.gather(*(fresh.answer(i, {"approved": True}, by="a") for i in ids))
+    assert {t.status for t in done} == {Status.COMPLETED}
+    await fresh.close()
