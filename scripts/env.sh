@@ -37,7 +37,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 build_python() {
-  say "building the native module (maturin develop ${1:-})"
-  (cd "$ROOT/python" && maturin develop --quiet ${1:-} 2>&1 | grep -vE '^(📦|🔗|🐍|💻|📡|✏️|🛠|⚠️ Warning: .*pip)' >&2 || true)
+  say "building the native module (maturin develop${1:+ $1})"
+  local log
+  log=$(mktemp)
+  # Quiet when it works; the whole log when it does not.
+  if ! (cd "$ROOT/python" && maturin develop ${1:-} >"$log" 2>&1); then
+    cat "$log" >&2
+    rm -f "$log"
+    die "maturin develop failed"
+  fi
+  rm -f "$log"
   python -c 'import inloop._native' || die "the native module did not build"
 }
