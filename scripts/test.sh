@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: lint, the Rust conformance suite on SQLite and a throwaway PostgreSQL, and the
-# Python suite on both. Installs what it needs (pip into .venv; Rust crates via cargo).
+# TypeScript and Python suites on both (plus cross-language tests between them). Installs what
+# it needs (pip into .venv, npm ci into typescript/node_modules, Rust crates via cargo).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
@@ -10,6 +11,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 (cd python && ruff check --quiet . && ruff format --check --quiet .)
 
 build_python
+
+say "TypeScript: npm ci, build the addon (napi) and the package (tsc --strict)"
+command -v node >/dev/null || die "node (20 or newer) is required for the TypeScript package"
+(cd typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+say "TypeScript: the addon's generated index.d.ts matches the committed one"
+git diff --exit-code -- typescript/native/index.d.ts \
+  || die "typescript/native/index.d.ts drifted from the Rust addon: commit the regenerated file"
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 if [ ! -x "$PG_BIN/initdb" ]; then
@@ -27,5 +35,9 @@ export INLOOP_TEST_PG_URL INLOOP_REQUIRE_PG=1
 say "Rust tests (core conformance on SQLite and PostgreSQL)"
 cargo test -p inloop-core --quiet
 
-say "Python tests (SQLite and PostgreSQL)"
+say "TypeScript tests (SQLite and PostgreSQL)"
+(cd typescript && npm test --silent)
+
+say "Python tests (SQLite and PostgreSQL, and cross-language with TypeScript)"
+export INLOOP_REQUIRE_TS=1
 (cd python && python -m pytest -q)

@@ -105,12 +105,14 @@ class Client:
         assign_to: list[str] | None = None,
         requested_by: str | None = None,
         namespace: str | None = None,
+        payload_schema: dict[str, Any] | None = None,
     ) -> Task:
         """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
 
         ``payload`` is a Pydantic model instance (its schema is stored and checked) or any
-        JSON value; ``response`` a Pydantic model class or a JSON Schema dict. The same key
-        with a different title, payload or schema raises :class:`inloop.KeyReused`.
+        JSON value (checked against ``payload_schema`` when given); ``response`` a Pydantic
+        model class or a JSON Schema dict. The same key with a different title, payload or
+        schema raises :class:`inloop.KeyReused`.
 
         Example::
 
@@ -118,7 +120,16 @@ class Client:
                                        response={"type": "boolean"}, key="order-7")
         """
         request = self._request(
-            title, payload, response, key, timeout, notify, assign_to, requested_by, namespace
+            title,
+            payload,
+            response,
+            key,
+            timeout,
+            notify,
+            assign_to,
+            requested_by,
+            namespace,
+            payload_schema,
         )
         engine = await self._native()
         out = json.loads(await engine.create(request))
@@ -135,15 +146,16 @@ class Client:
         assign_to: builtins.list[str] | None,
         requested_by: str | None,
         namespace: str | None,
+        payload_schema: dict[str, Any] | None = None,
     ) -> str:
-        body, payload_schema = payload_parts(payload)
+        body, model_schema = payload_parts(payload)
         return _dumps(
             {
                 "namespace": namespace or self.namespace,
                 "key": key,
                 "title": title,
                 "payload": body,
-                "payload_schema": payload_schema,
+                "payload_schema": payload_schema if payload_schema is not None else model_schema,
                 "response_schema": response_schema(response),
                 "notify": list(notify or []),
                 "assign_to": list(assign_to or []),

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 INLOOP = shutil.which("inloop", path=str(Path(sys.executable).parent))
 
@@ -27,12 +29,27 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("INLOOP_")}
 
 
-def test_example_agent_is_answered_with_the_cli(tmp_path: Path) -> None:
+TS_EXAMPLE = ROOT / "typescript" / "dist" / "examples" / "refund_approval.js"
+
+
+def example_command(language: str) -> list[str]:
+    if language == "python":
+        return [sys.executable, str(ROOT / "examples" / "refund_approval.py")]
+    node = shutil.which("node")
+    if not (node and TS_EXAMPLE.exists()):
+        if os.environ.get("INLOOP_REQUIRE_TS") == "1":
+            raise AssertionError(f"INLOOP_REQUIRE_TS=1 but node or {TS_EXAMPLE} is missing")
+        pytest.skip("the TypeScript package is not built")
+    return [node, str(TS_EXAMPLE)]
+
+
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_example_agent_is_answered_with_the_cli(tmp_path: Path, language: str) -> None:
     """The README's main job: the example waits on .inloop/inloop.db, the CLI answers it by
     key from another process, the agent resumes and acts on the answer."""
     env = clean_env()
     agent = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "refund_approval.py")],
+        example_command(language),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,0 +1,289 @@
+//! The native addon of the `inloop` npm package.
+//!
+//! Thin by design, like the Python binding: JSON text in and out, every rule in the core.
+//! napi's async functions cannot reject with a custom error type, so a core error rejects
+//! with an `Error` whose message is JSON `{"code", "message", "details"}`; the TypeScript
+//! layer turns it into the matching `InloopError` subclass.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use inloop_core::{Answer, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+fn to_js(e: inloop_core::Error) -> Error {
+    let body = serde_json::json!({
+        "code": e.code(),
+        "message": e.to_string(),
+        "details": e.details(),
+    });
+    Error::from_reason(body.to_string())
+}
+
+fn bad_input(message: String) -> Error {
+    to_js(inloop_core::Error::InvalidArgument(message))
+}
+
+fn aborted() -> Error {
+    let body = serde_json::json!({
+        "code": "aborted",
+        "message": "the wait was aborted; the task is unchanged",
+        "details": {},
+    });
+    Error::from_reason(body.to_string())
+}
+
+fn parse_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id.trim()).map_err(|_| bad_input(format!("{id:?} is not a task id")))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::from_reason(e.to_string()))
+}
+
+/// An abort handle's state: a wait is running on it, or `abort` came first (the wait that
+/// registers it later rejects at once: no lost abort, whatever the order).
+enum AbortSlot {
+    Waiting(oneshot::Sender<()>),
+    Aborted,
+}
+
+/// An open database. Methods take and return JSON text; the `Client` class wraps them.
+#[napi]
+pub struct Engine {
+    engine: CoreEngine,
+    url: String,
+    /// Waits that JavaScript may abort (an `AbortSignal`), by handle.
+    aborts: Arc<Mutex<HashMap<u32, AbortSlot>>>,
+    next_abort: AtomicU32,
+}
+
+impl Engine {
+    /// Runs `fut`, unless `handle` is aborted first (then rejects with code `aborted`; the
+    /// future is dropped, which the core guarantees leaves the task unchanged).
+    async fn abortable<T>(
+        &self,
+        handle: Option<u32>,
+        fut: impl std::future::Future<Output = inloop_core::Result<T>>,
+    ) -> Result<T> {
+        let Some(handle) = handle else {
+            return fut.await.map_err(to_js);
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut aborts = self.aborts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(AbortSlot::Aborted) = aborts.remove(&handle) {
+                return Err(aborted());
+            }
+            aborts.insert(handle, AbortSlot::Waiting(tx));
+        }
+        let out = tokio::select! {
+            r = fut => r.map_err(to_js),
+            _ = rx => Err(aborted()),
+        };
+        self.aborts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&handle);
+        out
+    }
+}
+
+#[napi]
+impl Engine {
+    /// Opens (and migrates) the database at `url`, or by the configuration rule when absent:
+    /// `INLOOP_DATABASE_URL`, else `.inloop/inloop.db` under the current directory.
+    #[napi(factory)]
+    pub async fn open(url: Option<String>) -> Result<Engine> {
+        let url = inloop_core::config::resolve_database_url(url.as_deref()).map_err(to_js)?;
+        let engine = CoreEngine::open(&url, EngineOptions::default())
+            .await
+            .map_err(to_js)?;
+        Ok(Engine {
+            engine,
+            url: inloop_core::store::redact_url(&url),
+            aborts: Arc::default(),
+            next_abort: AtomicU32::new(1),
+        })
+    }
+
+    /// The database URL, password redacted.
+    #[napi(getter)]
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[napi(getter)]
+    pub fn backend(&self) -> String {
+        match self.engine.backend() {
+            inloop_core::store::Backend::Sqlite => "sqlite".into(),
+            inloop_core::store::Backend::Postgres => "postgres".into(),
+        }
+    }
+
+    /// A handle to pass to `ask`/`wait`, and to `abort` to stop that wait.
+    #[napi]
+    pub fn abort_handle(&self) -> u32 {
+        self.next_abort.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stops the wait using `handle`, even one that has not started yet (no-op when it
+    /// already ended). The task is unchanged.
+    #[napi]
+    pub fn abort(&self, handle: u32) {
+        let mut aborts = self.aborts.lock().unwrap_or_else(|p| p.into_inner());
+        match aborts.remove(&handle) {
+            Some(AbortSlot::Waiting(tx)) => {
+                let _ = tx.send(());
+            }
+            // Not started yet: remember, so the wait rejects as soon as it registers.
+            Some(AbortSlot::Aborted) | None => {
+                aborts.insert(handle, AbortSlot::Aborted);
+            }
+        }
+    }
+
+    /// Creates or gets a task; `request` is a NewTask as JSON; resolves to `{task, created}`.
+    #[napi]
+    pub async fn create(&self, request: String) -> Result<String> {
+        let new: NewTask = serde_json::from_str(&request)
+            .map_err(|e| bad_input(format!("bad create request: {e}")))?;
+        json(&self.engine.create(new).await.map_err(to_js)?)
+    }
+
+    /// Creates or gets the task and waits for its outcome (what `awaitHuman` does).
+    #[napi]
+    pub async fn ask(&self, request: String, abort: Option<u32>) -> Result<String> {
+        let new: NewTask = serde_json::from_str(&request)
+            .map_err(|e| bad_input(format!("bad create request: {e}")))?;
+        json(&self.abortable(abort, self.engine.ask(new)).await?)
+    }
+
+    #[napi]
+    pub async fn get(&self, id: String) -> Result<String> {
+        let id = parse_id(&id)?;
+        json(&self.engine.get(id).await.map_err(to_js)?)
+    }
+
+    #[napi]
+    pub async fn get_by_key(&self, namespace: String, key: String) -> Result<String> {
+        json(
+            &self
+                .engine
+                .get_by_key(&namespace, &key)
+                .await
+                .map_err(to_js)?,
+        )
+    }
+
+    #[napi]
+    pub async fn list(&self, filter: String) -> Result<String> {
+        let filter: ListFilter = serde_json::from_str(&filter)
+            .map_err(|e| bad_input(format!("bad list filter: {e}")))?;
+        json(&self.engine.list(filter).await.map_err(to_js)?)
+    }
+
+    #[napi]
+    pub async fn answer(
+        &self,
+        id: String,
+        response: String,
+        by: String,
+        channel: String,
+    ) -> Result<String> {
+        let id = parse_id(&id)?;
+        let response = serde_json::from_str(&response)
+            .map_err(|e| bad_input(format!("the answer is not valid JSON: {e}")))?;
+        let a = Answer {
+            response,
+            by,
+            channel,
+        };
+        json(&self.engine.answer(id, a).await.map_err(to_js)?)
+    }
+
+    #[napi]
+    pub async fn cancel(
+        &self,
+        id: String,
+        by: String,
+        channel: String,
+        reason: Option<String>,
+    ) -> Result<String> {
+        let id = parse_id(&id)?;
+        let t = self
+            .engine
+            .cancel(id, &by, &channel, reason.as_deref())
+            .await;
+        json(&t.map_err(to_js)?)
+    }
+
+    /// Waits until the task ends or `timeoutMs` passes; resolves to the task as JSON.
+    #[napi]
+    pub async fn wait(
+        &self,
+        id: String,
+        timeout_ms: Option<f64>,
+        abort: Option<u32>,
+    ) -> Result<String> {
+        let id = parse_id(&id)?;
+        let limit = match timeout_ms {
+            Some(t) if !(t.is_finite() && t >= 0.0) => {
+                return Err(bad_input(format!(
+                    "timeout must be a non-negative number of ms, not {t}"
+                )));
+            }
+            Some(t) => Some(Duration::from_secs_f64(t.min(1e12) / 1000.0)),
+            None => None,
+        };
+        json(&self.abortable(abort, self.engine.wait(id, limit)).await?)
+    }
+
+    /// Waits for the outcome: the completed task as JSON, or rejects with `timed_out` /
+    /// `cancelled`.
+    #[napi]
+    pub async fn await_response(&self, id: String, abort: Option<u32>) -> Result<String> {
+        let id = parse_id(&id)?;
+        json(
+            &self
+                .abortable(abort, self.engine.await_response(id))
+                .await?,
+        )
+    }
+
+    #[napi]
+    pub async fn audit(&self, id: String) -> Result<String> {
+        let id = parse_id(&id)?;
+        json(&self.engine.audit(id).await.map_err(to_js)?)
+    }
+
+    #[napi]
+    pub async fn verify_audit(&self, id: String) -> Result<String> {
+        let id = parse_id(&id)?;
+        json(&self.engine.verify_audit(id).await.map_err(to_js)?)
+    }
+
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        self.engine.close().await;
+        Ok(())
+    }
+
+    /// How many waiters of this process are parked until a wake.
+    #[napi]
+    pub fn parked(&self) -> u32 {
+        self.engine.parked() as u32
+    }
+}
+
+/// The database URL by the configuration rule (explicit > `INLOOP_DATABASE_URL` > default).
+#[napi]
+pub fn resolve_database_url(explicit: Option<String>) -> Result<String> {
+    inloop_core::config::resolve_database_url(explicit.as_deref()).map_err(to_js)
+}

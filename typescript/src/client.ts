@@ -1,0 +1,468 @@
+/** The {@link Client}: both sides of inloop on one database. @module */
+
+import { Aborted, InvalidArgument, call, fromNative } from "./errors.js";
+import { native, type NativeEngine } from "./native.js";
+import { parsePayload, toJsonSchema, type Schema } from "./schema.js";
+import {
+  STATUSES,
+  auditCheckFromJson,
+  auditEventFromJson,
+  taskFromJson,
+  type AuditCheck,
+  type AuditEvent,
+  type Status,
+  type Task,
+  type TaskPage,
+} from "./types.js";
+
+/**
+ * A duration: milliseconds (a number), or a string such as `"500ms"`, `"30s"`, `"15m"`,
+ * `"4h"`, `"2d"` (units may be combined: `"1h30m"`).
+ */
+export type Timeout = number | string;
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds for a {@link Timeout}; `InvalidArgument` when malformed. @internal */
+export function timeoutMs(timeout: Timeout | undefined | null, what = "timeout"): number | undefined {
+  if (timeout === undefined || timeout === null) return undefined;
+  let ms: number;
+  if (typeof timeout === "number") {
+    ms = timeout;
+  } else if (typeof timeout === "string") {
+    const text = timeout.trim();
+    const re = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)/gy;
+    let total = 0;
+    let end = 0;
+    let m: RegExpExecArray | null;
+    while ((m = re.exec(text)) !== null) {
+      total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+      end = re.lastIndex;
+      while (text[end] === " ") end++;
+      re.lastIndex = end;
+    }
+    if (text === "" || end !== text.length) {
+      throw new InvalidArgument(
+        `${what} must be milliseconds or a duration like "500ms", "30s", "15m", "4h", "2d", not ${JSON.stringify(timeout)}`,
+      );
+    }
+    ms = total;
+  } else {
+    throw new InvalidArgument(`${what} must be milliseconds or a duration string, not ${typeof timeout}`);
+  }
+  if (!Number.isFinite(ms) || !(ms > 0)) {
+    throw new InvalidArgument(`${what} must be a positive duration, not ${String(timeout)}`);
+  }
+  return Math.max(1, Math.round(ms));
+}
+
+/** JSON text for a value, refusing what JSON cannot carry. @internal */
+export function toJsonText(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value, (_key, v: unknown) => {
+      if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError(`${v} is not a JSON number`);
+      if (typeof v === "function" || typeof v === "symbol") throw new TypeError(`a ${typeof v} is not JSON`);
+      return v;
+    });
+  } catch (e) {
+    throw new InvalidArgument(`${what} is not JSON-serializable: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
+  }
+  if (text === undefined) throw new InvalidArgument(`${what} is not JSON-serializable (undefined)`);
+  return text;
+}
+
+function epochMs(d: Date | undefined, what: string): number | undefined {
+  if (d === undefined) return undefined;
+  if (!(d instanceof Date) || Number.isNaN(d.getTime())) throw new InvalidArgument(`${what} must be a valid Date`);
+  return d.getTime();
+}
+
+function stringList(v: readonly string[] | undefined, what: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) {
+    throw new InvalidArgument(`${what} must be an array of strings`);
+  }
+  return [...v];
+}
+
+/** Options of `new Client(...)`. */
+export interface ClientOptions {
+  /**
+   * The database: `sqlite:///path/to.db` or `postgres://...`. Default: `INLOOP_DATABASE_URL`,
+   * else the SQLite file `.inloop/inloop.db` under the current directory.
+   */
+  databaseUrl?: string;
+  /** The namespace tasks are created in and listed from. Default `"default"`. */
+  namespace?: string;
+}
+
+/** What a task asks: shared by `Client.create` and `awaitHuman`. */
+export interface TaskRequest<S extends Schema = Schema> {
+  /** What the person is asked. */
+  title: string;
+  /** What they look at (any JSON value). */
+  payload: unknown;
+  /** The payload's schema (Zod or JSON Schema); a Zod schema parses the payload first. */
+  payloadSchema?: Schema;
+  /** The schema of the answer: Zod 4, Zod 3, or a JSON Schema object. */
+  responseSchema: S;
+  /** Idempotency key: the same key returns the same task (and its answer), in any state. */
+  key?: string;
+  /** After this long unanswered the task times out: ms, or `"30s"`, `"15m"`, `"4h"`, `"2d"`. */
+  timeout?: Timeout;
+  /** Delivery targets, for example `["slack:#ops", "email:a@example.com"]`. */
+  notify?: readonly string[];
+  /** Who may answer. */
+  assignTo?: readonly string[];
+  /** The namespace (default: the client's). */
+  namespace?: string;
+}
+
+/** Options of `Client.create`. */
+export interface CreateOptions<S extends Schema = Schema> extends TaskRequest<S> {
+  /** Who (which agent) asks; recorded. */
+  requestedBy?: string;
+}
+
+/** Options of `Client.list`. */
+export interface ListOptions {
+  status?: Status;
+  keyPrefix?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** Page size (default 50). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  /** List every namespace rather than the client's. */
+  allNamespaces?: boolean;
+}
+
+/** Options of `Client.answer`. */
+export interface AnswerOptions {
+  /** Who answers (recorded, and checked against `assignTo`). */
+  by: string;
+  /** Through which channel (default `"typescript"`). */
+  channel?: string;
+}
+
+/** Options of `Client.cancel`. */
+export interface CancelOptions {
+  by: string;
+  reason?: string;
+  channel?: string;
+}
+
+/** Options of `Client.wait`. */
+export interface WaitOptions {
+  /** Stop waiting after this long (the task is returned as it is then). */
+  timeout?: Timeout;
+  /** Stops the wait (rejects with `Aborted`); the task is unchanged. */
+  signal?: AbortSignal;
+}
+
+function abortedError(signal: AbortSignal): Aborted {
+  return new Aborted("the wait was aborted; the task is unchanged", { cause: signal.reason });
+}
+
+/**
+ * Runs an abortable native wait. On abort the native wait is stopped (the addon remembers an
+ * abort that arrives before the wait registers) and the promise rejects with `Aborted`.
+ * @internal
+ */
+export async function abortable(
+  engine: NativeEngine,
+  signal: AbortSignal | undefined,
+  run: (handle: number | undefined) => Promise<string>,
+): Promise<string> {
+  if (signal === undefined) return call(() => run(undefined));
+  if (signal.aborted) throw abortedError(signal);
+  const handle = engine.abortHandle();
+  const onAbort = (): void => engine.abort(handle);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await run(handle);
+  } catch (e) {
+    const err = fromNative(e);
+    throw err instanceof Aborted ? abortedError(signal) : err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * A connection to inloop's database, for agents and for the people who answer them.
+ *
+ * Configuration: `databaseUrl` if given, else `INLOOP_DATABASE_URL`, else the SQLite file
+ * `.inloop/inloop.db` under the current directory. The database is opened (and migrated) on
+ * first use; a `Client` may be shared freely.
+ *
+ * @example The human side, from any process on the same database:
+ * ```ts
+ * import { Client } from "inloop";
+ * const client = new Client({ databaseUrl: "postgres://localhost/app" });
+ * const { items } = await client.list({ status: "pending" });
+ * await client.answer(items[0]!.id, { approved: true }, { by: "alice@example.com" });
+ * ```
+ */
+export class Client {
+  /** The namespace this client creates and lists tasks in. */
+  readonly namespace: string;
+  readonly #url: string | undefined;
+  #opening: Promise<NativeEngine> | undefined;
+
+  constructor(options: ClientOptions = {}) {
+    const { databaseUrl, namespace = "default" } = options;
+    if (databaseUrl !== undefined && typeof databaseUrl !== "string") {
+      throw new InvalidArgument("databaseUrl must be a string");
+    }
+    if (typeof namespace !== "string" || namespace === "") {
+      throw new InvalidArgument("namespace must be a non-empty string");
+    }
+    this.#url = databaseUrl;
+    this.namespace = namespace;
+  }
+
+  /** The database URL this client uses (password redacted once opened). */
+  get databaseUrl(): string {
+    try {
+      return native().resolveDatabaseUrl(this.#url);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** The native engine, opened once (concurrent first calls share one opening). @internal */
+  _engine(): Promise<NativeEngine> {
+    if (this.#opening === undefined) {
+      const opening = call(() => native().Engine.open(this.#url));
+      this.#opening = opening;
+      // A failed open is not cached: the next call tries again.
+      opening.catch(() => {
+        if (this.#opening === opening) this.#opening = undefined;
+      });
+    }
+    return this.#opening;
+  }
+
+  /** The NewTask JSON for a request. @internal */
+  async _request(req: CreateOptions): Promise<string> {
+    if (typeof req !== "object" || req === null) throw new InvalidArgument("the request must be an object");
+    if (typeof req.title !== "string") throw new InvalidArgument("title must be a string");
+    if (!("payload" in req) || req.payload === undefined) {
+      throw new InvalidArgument("payload is required (use null for none)");
+    }
+    if (req.key !== undefined && typeof req.key !== "string") throw new InvalidArgument("key must be a string");
+    const timeout = timeoutMs(req.timeout);
+    const payload = parsePayload(req.payloadSchema, req.payload);
+    const body = {
+      namespace: req.namespace ?? this.namespace,
+      key: req.key ?? null,
+      title: req.title,
+      payload,
+      payload_schema:
+        req.payloadSchema === undefined ? null : await toJsonSchema(req.payloadSchema, "output", "payloadSchema"),
+      response_schema: await toJsonSchema(req.responseSchema, "input", "responseSchema"),
+      notify: stringList(req.notify, "notify"),
+      assign_to: stringList(req.assignTo, "assignTo"),
+      timeout_ms: timeout ?? null,
+      requested_by: req.requestedBy ?? null,
+    };
+    return toJsonText(body, "payload");
+  }
+
+  /**
+   * Creates the task, or returns the one `key` already names (`task.created` tells which).
+   * The same key with a different title, payload or schema rejects with `KeyReused`.
+   *
+   * @example
+   * ```ts
+   * const task = await client.create({
+   *   title: "Approve?", payload: { amount: 5 }, responseSchema: { type: "boolean" }, key: "order-7",
+   * });
+   * ```
+   */
+  async create(options: CreateOptions): Promise<Task> {
+    const request = await this._request(options);
+    const engine = await this._engine();
+    const out = JSON.parse(await call(() => engine.create(request))) as { task: unknown; created: boolean };
+    return taskFromJson(out.task, out.created);
+  }
+
+  /**
+   * The task with this id (`NotFound` if there is none, `InvalidArgument` for a malformed id).
+   *
+   * @example
+   * ```ts
+   * const task = await client.get(id);
+   * if (task.status === "completed") console.log(task.response);
+   * ```
+   */
+  async get(id: string): Promise<Task> {
+    const engine = await this._engine();
+    return taskFromJson(JSON.parse(await call(() => engine.get(id))));
+  }
+
+  /**
+   * The task `key` names in this client's namespace (`NotFound` if none).
+   *
+   * @example
+   * ```ts
+   * const task = await client.getByKey("refund-A-1");
+   * ```
+   */
+  async getByKey(key: string, namespace?: string): Promise<Task> {
+    const engine = await this._engine();
+    return taskFromJson(JSON.parse(await call(() => engine.getByKey(namespace ?? this.namespace, key))));
+  }
+
+  /**
+   * Tasks in this client's namespace, newest first; `page.nextCursor` continues.
+   *
+   * @example
+   * ```ts
+   * let page = await client.list({ status: "pending", limit: 20 });
+   * while (page.nextCursor) page = await client.list({ status: "pending", limit: 20, cursor: page.nextCursor });
+   * ```
+   */
+  async list(options: ListOptions = {}): Promise<TaskPage> {
+    if (options.status !== undefined && !STATUSES.includes(options.status)) {
+      throw new InvalidArgument(`status must be one of ${STATUSES.join(", ")}, not ${String(options.status)}`);
+    }
+    const filter = {
+      namespace: options.allNamespaces ? null : this.namespace,
+      status: options.status ?? null,
+      key_prefix: options.keyPrefix ?? null,
+      created_after: epochMs(options.createdAfter, "createdAfter") ?? null,
+      created_before: epochMs(options.createdBefore, "createdBefore") ?? null,
+      limit: options.limit ?? 50,
+      cursor: options.cursor ?? null,
+    };
+    const text = toJsonText(filter, "the filter");
+    const engine = await this._engine();
+    const out = JSON.parse(await call(() => engine.list(text))) as { items: unknown[]; next_cursor?: string | null };
+    return { items: out.items.map((t) => taskFromJson(t)), nextCursor: out.next_cursor ?? null };
+  }
+
+  /**
+   * Answers a task as `by`. The core validates the answer against the response schema
+   * (`InvalidAnswer` with field errors; the task stays pending) and accepts exactly one
+   * answer (`Conflict` names who answered first, and when).
+   *
+   * @example
+   * ```ts
+   * await client.answer(task.id, { approved: true }, { by: "alice@example.com" });
+   * ```
+   */
+  async answer(id: string, response: unknown, options: AnswerOptions): Promise<Task> {
+    if (typeof options?.by !== "string") throw new InvalidArgument("answer needs { by: string }");
+    const body = toJsonText(response, "the answer");
+    const engine = await this._engine();
+    const channel = options.channel ?? "typescript";
+    return taskFromJson(JSON.parse(await call(() => engine.answer(id, body, options.by, channel))));
+  }
+
+  /**
+   * Cancels a pending task; its waiter rejects with `Cancelled`.
+   *
+   * @example
+   * ```ts
+   * await client.cancel(task.id, { by: "ops", reason: "order was refunded by hand" });
+   * ```
+   */
+  async cancel(id: string, options: CancelOptions): Promise<Task> {
+    if (typeof options?.by !== "string") throw new InvalidArgument("cancel needs { by: string }");
+    const engine = await this._engine();
+    const channel = options.channel ?? "typescript";
+    return taskFromJson(JSON.parse(await call(() => engine.cancel(id, options.by, channel, options.reason ?? null))));
+  }
+
+  /**
+   * Waits until the task ends (or `timeout` passes) and returns it, ended or not. Unlike
+   * `awaitHuman` this never rejects for a timed-out or cancelled task: check `task.status`.
+   *
+   * @example
+   * ```ts
+   * const task = await client.wait(id, { timeout: "10s", signal: AbortSignal.timeout(60_000) });
+   * ```
+   */
+  async wait(id: string, options: WaitOptions = {}): Promise<Task> {
+    const ms = timeoutMs(options.timeout);
+    if (options.signal?.aborted) throw abortedError(options.signal);
+    const engine = await this._engine();
+    const text = await abortable(engine, options.signal, (h) => engine.wait(id, ms ?? null, h ?? null));
+    return taskFromJson(JSON.parse(text));
+  }
+
+  /**
+   * The task's audit trail, oldest first.
+   *
+   * @example
+   * ```ts
+   * for (const e of await client.audit(id)) console.log(e.seq, e.kind, e.actor);
+   * ```
+   */
+  async audit(id: string): Promise<AuditEvent[]> {
+    const engine = await this._engine();
+    const rows = JSON.parse(await call(() => engine.audit(id))) as unknown[];
+    return rows.map(auditEventFromJson);
+  }
+
+  /**
+   * Verifies the task's audit hash chain (an edited or removed row shows).
+   *
+   * @example
+   * ```ts
+   * const check = await client.verifyAudit(id);
+   * if (!check.ok) console.error("audit broken at", check.brokenAtSeq, check.problem);
+   * ```
+   */
+  async verifyAudit(id: string): Promise<AuditCheck> {
+    const engine = await this._engine();
+    return auditCheckFromJson(JSON.parse(await call(() => engine.verifyAudit(id))));
+  }
+
+  /** Closes the database connections. The client reopens them if used again. */
+  async close(): Promise<void> {
+    const opening = this.#opening;
+    this.#opening = undefined;
+    if (opening === undefined) return;
+    let engine: NativeEngine;
+    try {
+      engine = await opening;
+    } catch {
+      return;
+    }
+    await call(() => engine.close());
+  }
+}
+
+const defaults = new Map<string, Client>();
+
+/**
+ * The process-wide client for the configured database (one per namespace), used by
+ * `awaitHuman` when no `client` is given.
+ *
+ * @example
+ * ```ts
+ * const client = defaultClient("billing");
+ * ```
+ */
+export function defaultClient(namespace = "default"): Client {
+  let url: string;
+  try {
+    url = native().resolveDatabaseUrl(undefined);
+  } catch (e) {
+    throw fromNative(e);
+  }
+  const id = `${namespace}\u0000${url}`;
+  let client = defaults.get(id);
+  if (client === undefined) {
+    client = new Client({ databaseUrl: url, namespace });
+    defaults.set(id, client);
+  }
+  return client;
+}

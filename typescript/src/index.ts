@@ -1,0 +1,63 @@
+/**
+ * inloop: durable, typed human-in-the-loop for AI agents.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { awaitHuman } from "inloop";
+ *
+ * const decision = await awaitHuman({
+ *   title: "Approve this refund?",
+ *   payload: { orderId: "A-1", amount: 500 },
+ *   responseSchema: z.object({ approved: z.boolean() }),
+ *   key: "refund-A-1",
+ *   timeout: "4h",
+ * });
+ * ```
+ * @module
+ */
+
+export { awaitHuman, type AwaitHumanOptions } from "./await.js";
+export {
+  Client,
+  defaultClient,
+  type AnswerOptions,
+  type CancelOptions,
+  type ClientOptions,
+  type CreateOptions,
+  type ListOptions,
+  type TaskRequest,
+  type Timeout,
+  type WaitOptions,
+} from "./client.js";
+export {
+  Aborted,
+  Cancelled,
+  ConfigError,
+  Conflict,
+  DatabaseError,
+  InloopError,
+  InternalError,
+  InvalidAnswer,
+  InvalidArgument,
+  InvalidPayload,
+  InvalidSchema,
+  KeyReused,
+  NotFound,
+  TimedOut,
+  TooLarge,
+  type ErrorCode,
+  type FieldError,
+  type InloopErrorOptions,
+} from "./errors.js";
+export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
+export {
+  STATUSES,
+  type AuditCheck,
+  type AuditEvent,
+  type JsonSchema,
+  type JsonValue,
+  type Status,
+  type Task,
+  type TaskPage,
+} from "./types.js";

@@ -1,0 +1,44 @@
+/**
+ * Loads the native addon (built by `npm run build:native` into `native/`) from ESM.
+ * The path logic lives here only: compiled, this file is `dist/src/native.js`.
+ * @internal
+ */
+import { createRequire } from "node:module";
+
+/** The native `Engine` (see `native/index.d.ts`): methods take and return JSON text. */
+export interface NativeEngine {
+  readonly url: string;
+  readonly backend: string;
+  abortHandle(): number;
+  abort(handle: number): void;
+  create(request: string): Promise<string>;
+  ask(request: string, abort?: number | undefined | null): Promise<string>;
+  get(id: string): Promise<string>;
+  getByKey(namespace: string, key: string): Promise<string>;
+  list(filter: string): Promise<string>;
+  answer(id: string, response: string, by: string, channel: string): Promise<string>;
+  cancel(id: string, by: string, channel: string, reason?: string | undefined | null): Promise<string>;
+  wait(id: string, timeoutMs?: number | undefined | null, abort?: number | undefined | null): Promise<string>;
+  awaitResponse(id: string, abort?: number | undefined | null): Promise<string>;
+  audit(id: string): Promise<string>;
+  verifyAudit(id: string): Promise<string>;
+  close(): Promise<void>;
+  parked(): number;
+}
+
+/** The addon's module exports. */
+export interface NativeModule {
+  Engine: { open(url?: string | undefined | null): Promise<NativeEngine> };
+  resolveDatabaseUrl(explicit?: string | undefined | null): string;
+}
+
+let loaded: NativeModule | undefined;
+
+/** The addon, loaded on first use. */
+export function native(): NativeModule {
+  if (loaded === undefined) {
+    const require = createRequire(import.meta.url);
+    loaded = require("../../native/index.cjs") as NativeModule;
+  }
+  return loaded;
+}

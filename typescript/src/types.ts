@@ -1,0 +1,166 @@
+/** The values inloop hands back: tasks, pages of tasks, audit rows. @module */
+
+import { InternalError } from "./errors.js";
+
+/** Where a task is in its life. Only `"pending"` can still be answered. */
+export type Status = "pending" | "completed" | "timed_out" | "cancelled" | "verification_exhausted";
+
+/** Every {@link Status}, in order. */
+export const STATUSES: readonly Status[] = [
+  "pending",
+  "completed",
+  "timed_out",
+  "cancelled",
+  "verification_exhausted",
+];
+
+/** A JSON value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** A JSON Schema document (an object). */
+export type JsonSchema = { [key: string]: unknown };
+
+/** A request for a human, as stored. */
+export interface Task {
+  readonly id: string;
+  readonly namespace: string;
+  readonly key: string;
+  readonly title: string;
+  readonly payload: unknown;
+  readonly payloadSchema: JsonSchema | null;
+  readonly responseSchema: JsonSchema;
+  /** SHA-256 of the canonical JSON of title, payload and schemas. */
+  readonly digest: string;
+  readonly notify: string[];
+  readonly assignTo: string[];
+  readonly status: Status;
+  /** The accepted answer (JSON), or `null` while none was accepted. */
+  readonly response: unknown;
+  readonly answeredBy: string | null;
+  readonly answeredVia: string | null;
+  readonly cancelledBy: string | null;
+  readonly cancelReason: string | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly deadline: Date | null;
+  readonly endedAt: Date | null;
+  /**
+   * On the result of `Client.create`: `true` when that call created the task, `false` when
+   * its key already named it (a replay). `undefined` elsewhere.
+   */
+  readonly created?: boolean;
+}
+
+/** A page of tasks, newest first, with the cursor of the next page (`null` on the last). */
+export interface TaskPage {
+  readonly items: Task[];
+  readonly nextCursor: string | null;
+}
+
+/** One row of a task's append-only, hash-chained audit trail. */
+export interface AuditEvent {
+  readonly taskId: string;
+  readonly seq: number;
+  readonly at: Date;
+  readonly actor: string | null;
+  readonly channel: string | null;
+  readonly kind: string;
+  readonly data: Record<string, unknown>;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+/** The result of verifying a task's audit hash chain. */
+export interface AuditCheck {
+  readonly ok: boolean;
+  readonly rows: number;
+  readonly brokenAtSeq: number | null;
+  readonly problem: string | null;
+}
+
+type Raw = Record<string, unknown>;
+
+function obj(v: unknown, what: string): Raw {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new InternalError(`the core returned a malformed ${what}`);
+  }
+  return v as Raw;
+}
+
+function str(v: unknown): string {
+  return typeof v === "string" ? v : String(v);
+}
+
+function optStr(v: unknown): string | null {
+  return typeof v === "string" ? v : null;
+}
+
+function date(v: unknown): Date {
+  const d = new Date(str(v));
+  if (Number.isNaN(d.getTime())) throw new InternalError(`the core returned a bad time: ${String(v)}`);
+  return d;
+}
+
+function optDate(v: unknown): Date | null {
+  return v === null || v === undefined ? null : date(v);
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(str) : [];
+}
+
+/** @internal */
+export function taskFromJson(v: unknown, created?: boolean): Task {
+  const d = obj(v, "task");
+  const task: Task = {
+    id: str(d["id"]),
+    namespace: str(d["namespace"]),
+    key: str(d["key"]),
+    title: str(d["title"]),
+    payload: d["payload"] ?? null,
+    payloadSchema: d["payload_schema"] == null ? null : obj(d["payload_schema"], "schema"),
+    responseSchema: obj(d["response_schema"], "schema"),
+    digest: str(d["digest"]),
+    notify: strings(d["notify"]),
+    assignTo: strings(d["assign_to"]),
+    status: str(d["status"]) as Status,
+    response: d["response"] ?? null,
+    answeredBy: optStr(d["answered_by"]),
+    answeredVia: optStr(d["answered_via"]),
+    cancelledBy: optStr(d["cancelled_by"]),
+    cancelReason: optStr(d["cancel_reason"]),
+    createdAt: date(d["created_at"]),
+    updatedAt: date(d["updated_at"]),
+    deadline: optDate(d["deadline"]),
+    endedAt: optDate(d["ended_at"]),
+    ...(created === undefined ? {} : { created }),
+  };
+  return task;
+}
+
+/** @internal */
+export function auditEventFromJson(v: unknown): AuditEvent {
+  const d = obj(v, "audit row");
+  return {
+    taskId: str(d["task_id"]),
+    seq: Number(d["seq"]),
+    at: date(d["at"]),
+    actor: optStr(d["actor"]),
+    channel: optStr(d["channel"]),
+    kind: str(d["kind"]),
+    data: d["data"] == null ? {} : obj(d["data"], "audit data"),
+    prevHash: str(d["prev_hash"]),
+    hash: str(d["hash"]),
+  };
+}
+
+/** @internal */
+export function auditCheckFromJson(v: unknown): AuditCheck {
+  const d = obj(v, "audit check");
+  return {
+    ok: d["ok"] === true,
+    rows: Number(d["rows"]),
+    brokenAtSeq: typeof d["broken_at_seq"] === "number" ? d["broken_at_seq"] : null,
+    problem: optStr(d["problem"]),
+  };
+}

@@ -1,0 +1,17 @@
+// Compile-time checks only (this module has no runtime effect worth running).
+import { z } from "zod";
+import { z as z3 } from "zod/v3";
+import type { Engine } from "../native/index.js";
+import type { NativeEngine } from "../src/native.js";
+import type { Infer } from "../src/index.js";
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+export type Assert<T extends true> = T;
+
+const D4 = z.object({ approved: z.boolean(), note: z.string().default("") });
+const D3 = z3.object({ approved: z3.boolean(), note: z3.string().default("") });
+export type C1 = Assert<Equal<Infer<typeof D4>, { approved: boolean; note: string }>>;
+export type C2 = Assert<Equal<Infer<typeof D3>, { approved: boolean; note: string }>>;
+export type C3 = Assert<Equal<Infer<{ type: "object" }>, unknown>>;
+// The hand-written NativeEngine matches the generated native/index.d.ts.
+export type C4 = Assert<Engine extends NativeEngine ? true : false>;
