@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use inloop_core::{Answer, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
+use inloop_core::config::Target;
+use inloop_core::{Answer, AnyEngine, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
 use once_cell::unsync::OnceCell;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -128,44 +129,65 @@ fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
-/// An open database. Methods take and return JSON text; `inloop.Client` wraps them.
+/// An open database, or an inloop server (remote mode). Methods take and return JSON text;
+/// `inloop.Client` wraps them.
 #[pyclass(module = "inloop._native", frozen)]
 struct Engine {
-    engine: CoreEngine,
+    engine: AnyEngine,
     url: String,
 }
 
 #[pymethods]
 impl Engine {
-    /// Opens (and migrates) the database at `url`, or by the configuration rule when `None`.
+    /// Opens what the configuration names (the core's rule: `remote_url` > `url` (a database)
+    /// > `INLOOP_URL` with `INLOOP_API_KEY` > `INLOOP_DATABASE_URL` > the default SQLite file).
+    /// A database is opened and migrated; a server is contacted on first use.
     #[staticmethod]
-    #[pyo3(signature = (url=None))]
-    fn open(py: Python<'_>, url: Option<String>) -> PyResult<Bound<'_, PyAny>> {
-        let url = inloop_core::config::resolve_database_url(url.as_deref()).map_err(to_py)?;
+    #[pyo3(signature = (url=None, remote_url=None, api_key=None))]
+    fn open(
+        py: Python<'_>,
+        url: Option<String>,
+        remote_url: Option<String>,
+        api_key: Option<String>,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        let target = inloop_core::config::resolve_target(
+            url.as_deref(),
+            remote_url.as_deref(),
+            api_key.as_deref(),
+        )
+        .map_err(to_py)?;
         future(py, async move {
-            let engine = CoreEngine::open(&url, EngineOptions::default())
-                .await
-                .map_err(to_py)?;
-            Ok(Engine {
-                engine,
-                url: inloop_core::store::redact_url(&url),
-            })
+            match target {
+                Target::Database(url) => {
+                    let engine = CoreEngine::open(&url, EngineOptions::default())
+                        .await
+                        .map_err(to_py)?;
+                    Ok(Engine {
+                        engine: AnyEngine::Local(engine),
+                        url: inloop_core::store::redact_url(&url),
+                    })
+                }
+                Target::Remote { url, api_key } => {
+                    let remote = inloop_core::RemoteEngine::new(&url, &api_key).map_err(to_py)?;
+                    Ok(Engine {
+                        url: inloop_core::store::redact_url(&url),
+                        engine: AnyEngine::Remote(remote),
+                    })
+                }
+            }
         })
     }
 
-    /// The database URL, password redacted.
+    /// The database URL (password redacted), or the server URL in remote mode.
     #[getter]
     fn url(&self) -> String {
         self.url.clone()
     }
 
-    /// `"sqlite"` or `"postgres"`.
+    /// `"sqlite"`, `"postgres"` or `"remote"`.
     #[getter]
     fn backend(&self) -> &'static str {
-        match self.engine.backend() {
-            inloop_core::store::Backend::Sqlite => "sqlite",
-            inloop_core::store::Backend::Postgres => "postgres",
-        }
+        self.engine.backend_name()
     }
 
     /// Creates or gets a task; `request` is a `NewTask` as JSON; returns a `Created` as JSON.
@@ -306,7 +328,7 @@ impl Engine {
         })
     }
 
-    /// How many task ids have waiters parked in this process.
+    /// How many waiters are parked in this process (0 in remote mode: they wait on the server).
     fn parked(&self) -> usize {
         self.engine.parked()
     }
@@ -317,6 +339,21 @@ impl Engine {
 #[pyo3(signature = (explicit=None))]
 fn resolve_database_url(explicit: Option<&str>) -> PyResult<String> {
     inloop_core::config::resolve_database_url(explicit).map_err(to_py)
+}
+
+/// What the configuration names, as `("remote", server_url)` or `("database", url)` (the URL
+/// with its password redacted); raises `ConfigError` (e.g. `INLOOP_URL` without a key).
+#[pyfunction]
+#[pyo3(signature = (url=None, remote_url=None, api_key=None))]
+fn resolve_target(
+    url: Option<&str>,
+    remote_url: Option<&str>,
+    api_key: Option<&str>,
+) -> PyResult<(&'static str, String)> {
+    match inloop_core::config::resolve_target(url, remote_url, api_key).map_err(to_py)? {
+        Target::Database(u) => Ok(("database", inloop_core::store::redact_url(&u))),
+        Target::Remote { url, .. } => Ok(("remote", inloop_core::store::redact_url(&url))),
+    }
 }
 
 /// Runs the `inloop` command line with `argv`; returns the exit code.
@@ -338,6 +375,7 @@ fn _shutdown(py: Python<'_>) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(resolve_database_url, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_target, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -15,6 +15,10 @@
 //! inloop tasks audit ID [--json]
 //! inloop tasks wait ID [--timeout DURATION] [--json]
 //! inloop tasks create --title T --response-schema JSON [--payload JSON] [--key K] ... [--json]
+//! inloop serve [--bind ADDR]
+//! inloop apikey create --name NAME [--namespace NS] [--allow-answer] [--json]
+//! inloop apikey list [--json]
+//! inloop apikey revoke ID [--json]
 //! ```
 //!
 //! Errors go to stderr as `error [<code>]: <message>`, where the code is the engine's stable
@@ -31,6 +35,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::apikeys::{self, ApiKey};
 use crate::audit;
 use crate::config::resolve_database_url;
 use crate::engine::{Engine, EngineOptions};
@@ -127,6 +132,65 @@ enum Command {
     /// List, inspect, answer, cancel and wait for tasks
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Serve the REST API (/api/v1) until ctrl-c or SIGTERM
+    Serve(ServeArgs),
+    /// Create, list and revoke the API keys of the REST API
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on
+    #[arg(
+        long,
+        env = "INLOOP_BIND",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7070"
+    )]
+    bind: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for --namespace (the key is printed once, never again)
+    Create(ApikeyCreateArgs),
+    /// List the keys (id, name, namespace, created, last used, revoked)
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Revoke a key: requests with it are refused from now on
+    Revoke(ApikeyRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApikeyCreateArgs {
+    /// Who or what uses the key (shown by `apikey list`)
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// Let the key answer tasks (an agent's key should not: it must not approve its own
+    /// requests)
+    #[arg(long)]
+    allow_answer: bool,
+    /// Print the key and its record as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct JsonArg {
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApikeyRevokeArgs {
+    /// The key's id (from `apikey list`)
+    #[arg(value_name = "ID")]
+    id: String,
+    /// Print the revoked key as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,12 +482,31 @@ enum Plan {
         new: Box<NewTask>,
         json: bool,
     },
+    Serve {
+        bind: String,
+    },
+    ApikeyCreate {
+        name: String,
+        namespace: String,
+        allow_answer: bool,
+        json: bool,
+    },
+    ApikeyList {
+        json: bool,
+    },
+    ApikeyRevoke {
+        id: Uuid,
+        json: bool,
+    },
 }
 
 impl Plan {
     /// Whether the command may create the database (the others need an existing one).
     fn creates_database(&self) -> bool {
-        matches!(self, Plan::Migrate | Plan::Create { .. })
+        matches!(
+            self,
+            Plan::Migrate | Plan::Create { .. } | Plan::Serve { .. } | Plan::ApikeyCreate { .. }
+        )
     }
 }
 
@@ -462,10 +545,17 @@ fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
     if !plan.creates_database() {
         check_sqlite_exists(&url)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail("internal", format!("cannot start the async runtime: {e}")))?;
+    // The server needs every core; one command needs one thread.
+    let runtime = if matches!(plan, Plan::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| fail("internal", format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let engine = Engine::open(&url, EngineOptions::default()).await?;
         let result = perform(&engine, &url, plan, io).await;
@@ -479,6 +569,28 @@ fn plan(command: Command, namespace: &str, io: &mut Io) -> Result<Plan, Failure>
     let tasks = match command {
         Command::Migrate => return Ok(Plan::Migrate),
         Command::Tasks(t) => t,
+        Command::Serve(a) => return Ok(Plan::Serve { bind: a.bind }),
+        Command::Apikey(ApikeyCommand::Create(a)) => {
+            return Ok(Plan::ApikeyCreate {
+                name: a.name,
+                namespace: namespace.to_string(),
+                allow_answer: a.allow_answer,
+                json: a.json,
+            });
+        }
+        Command::Apikey(ApikeyCommand::List(a)) => return Ok(Plan::ApikeyList { json: a.json }),
+        Command::Apikey(ApikeyCommand::Revoke(a)) => {
+            let id = Uuid::parse_str(a.id.trim()).map_err(|_| {
+                fail(
+                    "invalid_argument",
+                    format!(
+                        "{:?} is not an API key id (a UUID, see `inloop apikey list`)",
+                        a.id
+                    ),
+                )
+            })?;
+            return Ok(Plan::ApikeyRevoke { id, json: a.json });
+        }
     };
     Ok(match tasks {
         TasksCommand::List(a) => Plan::List {
@@ -849,6 +961,77 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
                 return Ok(1);
             }
         }
+        Plan::Serve { bind } => {
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
+            writeln!(
+                io.out,
+                "inloop serve: listening on http://{addr} (database {})",
+                redact_url(url)
+            )?;
+            io.out.flush()?;
+            crate::server::serve(engine.clone(), listener, crate::server::shutdown_signal())
+                .await
+                .map_err(|e| fail("io", format!("the server failed: {e}")))?;
+            writeln!(io.out, "inloop serve: stopped")?;
+        }
+        Plan::ApikeyCreate {
+            name,
+            namespace,
+            allow_answer,
+            json,
+        } => {
+            let (key, secret) =
+                apikeys::create_api_key(engine, &name, &namespace, allow_answer).await?;
+            if json {
+                write_json(io.out, &serde_json::json!({ "key": key, "secret": secret }))?;
+            } else {
+                writeln!(
+                    io.out,
+                    "created API key {} ({}) for namespace {}{}",
+                    key.id,
+                    key.name,
+                    key.namespace,
+                    if key.allow_answer {
+                        ", allowed to answer"
+                    } else {
+                        ""
+                    }
+                )?;
+                writeln!(io.out)?;
+                writeln!(io.out, "    {secret}")?;
+                writeln!(io.out)?;
+            }
+            writeln!(
+                io.err,
+                "warning: the key is shown only this once and cannot be recovered; store it now"
+            )?;
+        }
+        Plan::ApikeyList { json } => {
+            let keys = apikeys::list_api_keys(engine).await?;
+            if json {
+                write_json(io.out, &keys)?;
+            } else if keys.is_empty() {
+                writeln!(
+                    io.out,
+                    "no API keys (create one with `inloop apikey create`)"
+                )?;
+            } else {
+                write_api_keys(io.out, &keys)?;
+            }
+        }
+        Plan::ApikeyRevoke { id, json } => {
+            let key = apikeys::revoke_api_key(engine, id).await?;
+            if json {
+                write_json(io.out, &key)?;
+            } else {
+                writeln!(io.out, "revoked API key {} ({})", key.id, key.name)?;
+            }
+        }
         Plan::Create { new, json } => {
             let created = engine.create(*new).await?;
             if json {
@@ -920,9 +1103,12 @@ fn error_line(io: &mut Io, code: &str, message: &str) -> io::Result<()> {
 /// The message after `error [code]: `, without a prefix that repeats the code.
 fn engine_message(e: &Error) -> String {
     match e {
-        Error::InvalidArgument(m) | Error::Config(m) | Error::Database(m) | Error::Internal(m) => {
-            m.clone()
-        }
+        Error::InvalidArgument(m)
+        | Error::Unauthorized(m)
+        | Error::Forbidden(m)
+        | Error::Config(m)
+        | Error::Database(m)
+        | Error::Internal(m) => m.clone(),
         Error::InvalidAnswer { errors } => format!(
             "the answer does not match the task's response schema ({})",
             problems(errors.len())
@@ -1021,6 +1207,37 @@ fn write_list(out: &mut dyn Write, page: &Page, filter: &ListFilter) -> io::Resu
 }
 
 /// The last list column: the deadline while a task waits, who ended it once it has ended.
+fn write_api_keys(out: &mut dyn Write, keys: &[ApiKey]) -> io::Result<()> {
+    let when = |t: Option<i64>| t.map(format_ms).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                one_line(&k.name, 40),
+                k.namespace.clone(),
+                if k.allow_answer { "yes" } else { "no" }.into(),
+                format_ms(k.created_at),
+                when(k.last_used_at),
+                when(k.revoked_at),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &[
+            "ID",
+            "NAME",
+            "NAMESPACE",
+            "ANSWERS",
+            "CREATED",
+            "LAST USED",
+            "REVOKED",
+        ],
+        &rows,
+    )
+}
+
 fn outcome_cell(t: &Task) -> String {
     let deadline = || t.deadline.map(format_ms).unwrap_or_else(|| "-".into());
     match t.status {
@@ -2239,6 +2456,97 @@ mod tests {
             r.out
         );
         assert!(r.err.starts_with("error [audit_broken]: "), "{}", r.err);
+
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn apikey_create_list_revoke() {
+        let dir = temp_dir("apikey");
+        let url = format!("sqlite:{}", dir.join("inloop.db").display());
+        let r = run_with(
+            &[
+                "--database-url",
+                &url,
+                "--namespace",
+                "ops",
+                "apikey",
+                "create",
+                "--name",
+                "agent-1",
+            ],
+            "",
+        );
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert!(r.out.contains("for namespace ops"), "{}", r.out);
+        assert!(r.err.contains("shown only this once"), "{}", r.err);
+        let secret = r
+            .out
+            .split_whitespace()
+            .find(|w| w.starts_with("ilk_"))
+            .expect("the key is printed");
+        assert!(apikeys::is_well_formed(secret), "{secret}");
+
+        let r = run_with(
+            &[
+                "--database-url",
+                &url,
+                "apikey",
+                "create",
+                "--name",
+                "reviewer",
+                "--allow-answer",
+                "--json",
+            ],
+            "",
+        );
+        assert_eq!(r.code, 0, "{}", r.err);
+        let v: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(v["key"]["namespace"], "default");
+        assert_eq!(v["key"]["allow_answer"], true);
+        assert!(v["secret"].as_str().unwrap().starts_with("ilk_"));
+        assert!(v["key"].get("hash").is_none());
+        let reviewer = v["key"]["id"].as_str().unwrap().to_string();
+
+        let r = run_with(&["--database-url", &url, "apikey", "list"], "");
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert!(r.out.starts_with("ID "), "{}", r.out);
+        assert!(
+            r.out.contains("agent-1") && r.out.contains("reviewer"),
+            "{}",
+            r.out
+        );
+        assert!(!r.out.contains("ilk_"), "{}", r.out);
+
+        let r = run_with(&["--database-url", &url, "apikey", "revoke", &reviewer], "");
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert_eq!(r.out, format!("revoked API key {reviewer} (reviewer)\n"));
+
+        let r = run_with(&["--database-url", &url, "apikey", "list", "--json"], "");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let keys: Vec<ApiKey> = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].name, "agent-1");
+        assert!(keys[0].revoked_at.is_none());
+        assert!(keys[1].revoked_at.is_some());
+
+        let r = run_with(
+            &[
+                "--database-url",
+                &url,
+                "apikey",
+                "revoke",
+                &Uuid::now_v7().to_string(),
+            ],
+            "",
+        );
+        assert_eq!(r.code, 1);
+        assert!(r.err.starts_with("error [not_found]: "), "{}", r.err);
+        assert_eq!(
+            run_with(&["--database-url", &url, "apikey", "revoke", "nope"], "").code,
+            1
+        );
+        assert_eq!(parse_err_code(&["apikey", "create"]), 2);
 
         let _ = std::fs::remove_dir_all(dir);
     }

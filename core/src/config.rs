@@ -2,6 +2,10 @@
 //!
 //! An explicit URL wins, then `INLOOP_DATABASE_URL`, then the embedded default: the SQLite file
 //! `.inloop/inloop.db` under the current directory, created on first use.
+//!
+//! The SDKs may use an inloop server instead of a database ([`resolve_target`]): an explicit
+//! server URL wins, then an explicit database URL, then `INLOOP_URL` (with `INLOOP_API_KEY`),
+//! then the database rule above.
 
 use std::path::Path;
 
@@ -11,6 +15,73 @@ use crate::error::{Error, Result};
 pub const DATABASE_URL_ENV: &str = "INLOOP_DATABASE_URL";
 /// The default SQLite file, relative to the current directory.
 pub const DEFAULT_SQLITE_PATH: &str = ".inloop/inloop.db";
+
+/// The environment variable naming an inloop server (remote mode).
+pub const URL_ENV: &str = "INLOOP_URL";
+/// The environment variable holding the API key for [`URL_ENV`].
+pub const API_KEY_ENV: &str = "INLOOP_API_KEY";
+
+/// What an SDK talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A database URL (a relative SQLite path made absolute).
+    Database(String),
+    /// An inloop server and the API key to use with it.
+    Remote { url: String, api_key: String },
+}
+
+/// Chooses between a server and a database: explicit `url` > explicit `database_url` >
+/// `INLOOP_URL` > `INLOOP_DATABASE_URL` > the default SQLite file. A server needs an API key
+/// (`api_key`, else `INLOOP_API_KEY`); an API key without a server is a mistake, not ignored.
+pub fn resolve_target(
+    database_url: Option<&str>,
+    url: Option<&str>,
+    api_key: Option<&str>,
+) -> Result<Target> {
+    resolve_target_with(database_url, url, api_key, |k| std::env::var(k).ok())
+}
+
+fn resolve_target_with(
+    database_url: Option<&str>,
+    url: Option<&str>,
+    api_key: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Target> {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    let env_var = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let explicit_key = given(api_key);
+    let (url, from_env) = match (given(url), given(database_url)) {
+        (Some(u), _) => (Some(u), false),
+        (None, Some(_)) => (None, false),
+        (None, None) => match env_var(URL_ENV) {
+            Some(u) => (Some(u), true),
+            None => (None, false),
+        },
+    };
+    match url {
+        Some(url) => {
+            let Some(api_key) = explicit_key.or_else(|| env_var(API_KEY_ENV)) else {
+                let whence = if from_env { URL_ENV } else { "url" };
+                return Err(Error::Config(format!(
+                    "{whence} names an inloop server ({url}) but no API key is given: set                      {API_KEY_ENV} (create a key with `inloop apikey create --name NAME`)"
+                )));
+            };
+            Ok(Target::Remote { url, api_key })
+        }
+        None => {
+            if explicit_key.is_some() {
+                return Err(Error::Config(
+                    "an API key was given without a server URL (url or INLOOP_URL)".into(),
+                ));
+            }
+            Ok(Target::Database(resolve_database_url(database_url)?))
+        }
+    }
+}
 
 /// Resolves the database URL by the rule above. A relative SQLite path is made absolute
 /// against the current directory, so it does not move if the process changes directory.
@@ -74,5 +145,59 @@ mod tests {
             "sqlite:///tmp/a.db"
         );
         assert!(resolve_database_url(Some("sqlite:")).is_err());
+    }
+
+    #[test]
+    fn server_or_database() {
+        let none = |_: &str| None;
+        let remote = |url: &str, key: &str| Target::Remote {
+            url: url.into(),
+            api_key: key.into(),
+        };
+        let env = |k: &str| match k {
+            URL_ENV => Some("http://env:1".to_string()),
+            API_KEY_ENV => Some("ilk_env".to_string()),
+            _ => None,
+        };
+        let url_no_key = |k: &str| (k == URL_ENV).then(|| "http://env:1".to_string());
+        let db = "postgres://h/db";
+        let r = |d, u, k, e: &dyn Fn(&str) -> Option<String>| resolve_target_with(d, u, k, e);
+        // explicit url > explicit database url > INLOOP_URL > database rule
+        assert_eq!(
+            r(Some(db), Some("http://x:1"), Some("ilk_a"), &none).unwrap(),
+            remote("http://x:1", "ilk_a")
+        );
+        assert_eq!(
+            r(None, Some("http://x:1"), None, &env).unwrap(),
+            remote("http://x:1", "ilk_env")
+        );
+        assert_eq!(
+            r(Some(db), None, None, &env).unwrap(),
+            Target::Database(db.into())
+        );
+        assert_eq!(
+            r(None, None, None, &env).unwrap(),
+            remote("http://env:1", "ilk_env")
+        );
+        assert_eq!(
+            r(None, None, Some("ilk_a"), &url_no_key).unwrap(),
+            remote("http://env:1", "ilk_a")
+        );
+        // a server without a key, or a key without a server: configuration errors
+        let e = r(None, None, None, &url_no_key).unwrap_err();
+        assert_eq!(e.code(), "config");
+        assert!(e.to_string().contains("INLOOP_API_KEY"), "{e}");
+        assert_eq!(
+            r(None, Some("http://x:1"), None, &none).unwrap_err().code(),
+            "config"
+        );
+        assert_eq!(
+            r(Some(db), None, Some("k"), &none).unwrap_err().code(),
+            "config"
+        );
+        assert_eq!(
+            r(Some(db), None, None, &none).unwrap(),
+            Target::Database(db.into())
+        );
     }
 }

@@ -113,6 +113,11 @@ impl Engine {
         })
     }
 
+    /// The engine's store (for modules of this crate that keep their own tables).
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// Which database this engine uses.
     pub fn backend(&self) -> Backend {
         self.inner.store.backend()
@@ -588,7 +593,7 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     })
 }
 
-fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
+pub(crate) fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
     if s.is_empty() {
         return Err(Error::InvalidArgument(format!("{what} must not be empty")));
     }
@@ -606,7 +611,7 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_namespace(ns: &str) -> Result<()> {
+pub(crate) fn check_namespace(ns: &str) -> Result<()> {
     check_text("namespace", ns, schema::MAX_NAMESPACE_BYTES)?;
     if !ns
         .chars()

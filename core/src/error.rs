@@ -89,6 +89,14 @@ pub enum Error {
         reason: Option<String>,
     },
 
+    /// No usable credentials: a missing, malformed, unknown or revoked API key.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    /// The credentials are valid but do not allow this request.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+
     /// The configuration (database URL, environment) is unusable.
     #[error("configuration error: {0}")]
     Config(String),
@@ -100,6 +108,15 @@ pub enum Error {
     /// A stored audit chain or row could not be read back as written.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// An error from an inloop server (remote mode) that no other variant reproduces exactly:
+    /// its code, message and details as the server sent them.
+    #[error("{message}")]
+    Remote {
+        code: String,
+        message: String,
+        details: Value,
+    },
 }
 
 impl Error {
@@ -116,9 +133,12 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::TimedOut { .. } => "timed_out",
             Error::Cancelled { .. } => "cancelled",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::Config(_) => "config",
             Error::Database(_) => "database",
             Error::Internal(_) => "internal",
+            Error::Remote { code, .. } => crate::remote::static_code(code),
         }
     }
 
@@ -151,11 +171,14 @@ impl Error {
                 "task_id": id, "by": by, "at": format_ms(*at), "reason": reason,
             }),
             Error::InvalidArgument(_)
+            | Error::Unauthorized(_)
+            | Error::Forbidden(_)
             | Error::Config(_)
             | Error::Database(_)
             | Error::Internal(_) => {
                 json!({})
             }
+            Error::Remote { details, .. } => details.clone(),
         }
     }
 }

@@ -5,17 +5,23 @@
 //! here, accepted exactly once, and the waiter wakes within milliseconds. See
 //! `docs/architecture.md` in the repository for the design.
 
+pub mod apikeys;
 pub mod audit;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod remote;
 pub mod rules;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod wait;
 
+pub use client::AnyEngine;
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, FieldError, Result};
 pub use model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
+pub use remote::RemoteEngine;

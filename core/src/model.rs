@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// Where a task is in its life. `Pending` is the only state an answer can move it out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -63,7 +63,7 @@ impl std::fmt::Display for Status {
 }
 
 /// A request for a human, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub namespace: String,
@@ -93,17 +93,21 @@ pub struct Task {
     /// Why the task was cancelled, when it was.
     pub cancel_reason: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     #[serde(with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub deadline: Option<i64>,
     #[serde(with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<i64>,
 }
 
 /// What a caller passes to create a task.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NewTask {
     /// Namespace; `"default"` when empty.
@@ -123,7 +127,7 @@ pub struct NewTask {
 }
 
 /// The result of create-or-get: the task, and whether this call created it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Created {
     pub task: Task,
     /// `false` when the key already named this task (a replay).
@@ -163,7 +167,7 @@ pub struct ListFilter {
 }
 
 /// One page of a listing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page {
     pub items: Vec<Task>,
     /// Pass as `cursor` for the next page; `None` on the last page.
@@ -171,12 +175,13 @@ pub struct Page {
 }
 
 /// One row of a task's append-only, hash-chained audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub task_id: Uuid,
     /// 1, 2, 3 ... within the task.
     pub seq: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     pub actor: Option<String>,
     pub channel: Option<String>,
@@ -208,7 +213,7 @@ pub fn parse_rfc3339(s: &str) -> Result<i64> {
         .map_err(|e| Error::InvalidArgument(format!("not an RFC 3339 time: {s:?} ({e})")))
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_ms(*ms))
@@ -219,7 +224,7 @@ mod rfc3339 {
     }
 }
 
-mod rfc3339_opt {
+pub(crate) mod rfc3339_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
         match ms {

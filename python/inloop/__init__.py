@@ -14,7 +14,9 @@ the response schema and returned typed::
 
 People answer from any process on the same database (``inloop tasks answer``, or
 :class:`Client`). Configuration: ``INLOOP_DATABASE_URL`` (``sqlite:PATH`` or
-``postgres://...``), else ``.inloop/inloop.db`` under the current directory.
+``postgres://...``), else ``.inloop/inloop.db`` under the current directory. Remote mode:
+``INLOOP_URL`` and ``INLOOP_API_KEY`` (or ``Client(url=..., api_key=...)``) use an
+``inloop serve`` instead of a database.
 """
 
 from ._await import await_human, await_human_sync

@@ -2,15 +2,25 @@
 
 from typing import final
 
-__all__ = ["Engine", "__version__", "_shutdown", "cli_main", "resolve_database_url"]
+__all__ = [
+    "Engine",
+    "__version__",
+    "_shutdown",
+    "cli_main",
+    "resolve_database_url",
+    "resolve_target",
+]
 __version__: str
 
 @final
 class Engine:
-    """An open database; methods take and return JSON text (``inloop.Client`` wraps them)."""
+    """An open database or an inloop server; methods take and return JSON text
+    (``inloop.Client`` wraps them)."""
 
     @staticmethod
-    async def open(url: str | None = None) -> Engine: ...
+    async def open(
+        url: str | None = None, remote_url: str | None = None, api_key: str | None = None
+    ) -> Engine: ...
     @property
     def url(self) -> str: ...
     @property
@@ -29,5 +39,8 @@ class Engine:
     def parked(self) -> int: ...
 
 def resolve_database_url(explicit: str | None = None) -> str: ...
+def resolve_target(
+    url: str | None = None, remote_url: str | None = None, api_key: str | None = None
+) -> tuple[str, str]: ...
 def cli_main(argv: list[str]) -> int: ...
 def _shutdown() -> None: ...

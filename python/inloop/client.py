@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import os
 import threading
 import weakref
 from datetime import datetime, timedelta
@@ -40,12 +41,17 @@ def _ms(t: datetime | None) -> int | None:
 
 
 class Client:
-    """A connection to inloop's database, for agents and for the people who answer them.
+    """A connection to inloop, for agents and for the people who answer them: a database
+    opened in this process, or an inloop server (remote mode).
 
-    Configuration: ``database_url`` if given, else ``INLOOP_DATABASE_URL``, else the SQLite
-    file ``.inloop/inloop.db`` under the current directory (created on first use). The
-    database is opened (and migrated) on first use; a ``Client`` may be shared by any number
-    of coroutines and event loops.
+    Configuration (the core's one rule): ``url`` (an inloop server) if given, else
+    ``database_url`` if given, else ``INLOOP_URL`` (a server; ``INLOOP_API_KEY`` is then
+    required), else ``INLOOP_DATABASE_URL``, else the SQLite file ``.inloop/inloop.db`` under
+    the current directory (created on first use). A server needs an API key (``api_key`` or
+    ``INLOOP_API_KEY``; a missing one raises :class:`inloop.ConfigError`), and is scoped to
+    the key's namespace: ``namespace`` must be that namespace (``"default"`` unless the key
+    was created with ``--namespace``). The database is opened (and migrated) on first use; a
+    ``Client`` may be shared by any number of coroutines and event loops.
 
     Example (the human side, from any process on the same database)::
 
@@ -54,11 +60,30 @@ class Client:
         client = Client()
         task = (await client.list(status="pending"))[0]
         await client.answer(task.id, {"approved": True}, by="alice@example.com")
+
+    Example (an agent using an inloop server instead of a database; a server restart or a
+    dropped connection never ends a wait, the agent resumes when the server is back)::
+
+        from inloop import Client, await_human
+
+        client = Client(url="http://inloop.internal:7070", api_key="ilk_...")
+        decision = await await_human("Approve?", payload={"amount": 5},
+                                     response={"type": "boolean"}, key="order-7",
+                                     client=client)
     """
 
-    def __init__(self, database_url: str | None = None, namespace: str = "default") -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        namespace: str = "default",
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.namespace = namespace
         self._url = database_url
+        self._remote_url = url
+        self._api_key = api_key
         self._engine: _native.Engine | None = None
         self._lock = threading.Lock()
         # One opening at a time per event loop: a burst of first calls shares one engine.
@@ -76,7 +101,7 @@ class Client:
         async with opening:
             if self._engine is not None:
                 return self._engine
-            opened = await _native.Engine.open(self._url)
+            opened = await _native.Engine.open(self._url, self._remote_url, self._api_key)
             with self._lock:
                 if self._engine is None:
                     self._engine = opened
@@ -88,10 +113,18 @@ class Client:
 
     @property
     def database_url(self) -> str:
-        """The database URL this client uses (password redacted)."""
+        """The database URL this client uses (password redacted), or the server's URL in
+        remote mode."""
         if self._engine is not None:
             return self._engine.url
-        return _native.resolve_database_url(self._url)
+        return _native.resolve_target(self._url, self._remote_url, self._api_key)[1]
+
+    @property
+    def remote(self) -> bool:
+        """Whether this client uses an inloop server rather than a database."""
+        if self._engine is not None:
+            return self._engine.backend == "remote"
+        return _native.resolve_target(self._url, self._remote_url, self._api_key)[0] == "remote"
 
     async def create(
         self,
@@ -271,16 +304,24 @@ def _dumps(value: Any) -> str:
         raise InvalidArgument(f"not JSON-serializable: {e}") from e
 
 
-_defaults: dict[tuple[str, str], Client] = {}
+_defaults: dict[tuple[str, str, str, str], Client] = {}
 _defaults_lock = threading.Lock()
 
 
 def default_client(namespace: str | None = None) -> Client:
-    """The process-wide client for the configured database (one per namespace)."""
+    """The process-wide client for the configured database or server (``INLOOP_URL``), one
+    per namespace. Raises :class:`inloop.ConfigError` for ``INLOOP_URL`` without
+    ``INLOOP_API_KEY``."""
     ns = namespace or "default"
-    url = _native.resolve_database_url(None)
+    kind, where = _native.resolve_target(None, None, None)
+    api_key = os.environ.get("INLOOP_API_KEY", "").strip() if kind == "remote" else ""
+    cache_key = (kind, where, api_key, ns)
     with _defaults_lock:
-        client = _defaults.get((url, ns))
+        client = _defaults.get(cache_key)
         if client is None:
-            client = _defaults[(url, ns)] = Client(url, namespace=ns)
+            if kind == "remote":
+                client = Client(namespace=ns)  # the core reads INLOOP_URL and the key
+            else:
+                client = Client(_native.resolve_database_url(None), namespace=ns)
+            _defaults[cache_key] = client
         return client

@@ -173,6 +173,32 @@ impl Store {
         dispatch!(self, s => s.audit(id).await)
     }
 
+    pub async fn insert_api_key(&self, key: &crate::apikeys::ApiKey, hash: &str) -> Result<()> {
+        dispatch!(self, s => s.insert_api_key(key, hash).await)
+    }
+
+    pub async fn api_key_by_hash(&self, hash: &str) -> Result<Option<crate::apikeys::ApiKey>> {
+        dispatch!(self, s => s.api_key_by_hash(hash).await)
+    }
+
+    pub async fn api_key(&self, id: &Uuid) -> Result<Option<crate::apikeys::ApiKey>> {
+        dispatch!(self, s => s.api_key(id).await)
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<crate::apikeys::ApiKey>> {
+        dispatch!(self, s => s.list_api_keys().await)
+    }
+
+    /// Revokes the key (idempotent); `false` when no key has this id.
+    pub async fn revoke_api_key(&self, id: &Uuid, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.revoke_api_key(id, now).await)
+    }
+
+    /// Sets `last_used_at` unless it was set less than `every_ms` ago.
+    pub async fn touch_api_key(&self, id: &Uuid, now: i64, every_ms: i64) -> Result<()> {
+        dispatch!(self, s => s.touch_api_key(id, now, every_ms).await)
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         dispatch!(self, s => {

@@ -15,11 +15,18 @@ use crate::wait::Hub;
 /// `"<status>:<task id>"`. (The name is also written in the migration.)
 pub const CHANNEL: &str = "inloop_events";
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tasks",
-    include_str!("../../migrations/postgres/0001_tasks.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tasks",
+        include_str!("../../migrations/postgres/0001_tasks.sql"),
+    ),
+    (
+        2,
+        "api_keys",
+        include_str!("../../migrations/postgres/0002_api_keys.sql"),
+    ),
+];
 
 /// The PostgreSQL store.
 pub struct PgStore {

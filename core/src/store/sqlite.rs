@@ -13,11 +13,18 @@ use sqlx::{Connection, Sqlite};
 use crate::store::StoreOptions;
 use crate::wait::Hub;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tasks",
-    include_str!("../../migrations/sqlite/0001_tasks.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tasks",
+        include_str!("../../migrations/sqlite/0001_tasks.sql"),
+    ),
+    (
+        2,
+        "api_keys",
+        include_str!("../../migrations/sqlite/0002_api_keys.sql"),
+    ),
+];
 
 /// The SQLite store.
 pub struct SqliteStore {

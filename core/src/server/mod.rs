@@ -1,0 +1,173 @@
+//! The REST server (`inloop serve`): the contract is `docs/api.md`.
+//!
+//! Every route is listed once, in [`ROUTES`]; the router is built from that table and the
+//! OpenAPI document ([`ApiDoc`], served at `/api/v1/openapi.json`) is generated from the
+//! handlers' annotations, and a test checks the two agree.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::MethodRouter;
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+
+pub mod error;
+pub mod extract;
+mod routes;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use routes::ApiDoc;
+
+/// Request bodies over this many bytes are refused (`413 too_large`) before parsing.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The default and the largest `timeout_ms` of a long poll.
+pub const WAIT_DEFAULT_MS: u64 = 25_000;
+pub const WAIT_MAX_MS: u64 = 60_000;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Engine,
+    /// Becomes `true` when the server begins to shut down: long polls return at once.
+    shutdown: watch::Receiver<bool>,
+    /// Keeps the channel open when nobody else owns the sender ([`router`]).
+    _sender: Option<Arc<watch::Sender<bool>>>,
+}
+
+/// One route: method, path (axum/OpenAPI syntax) and its handler.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    make: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route the server serves.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/api/v1/tasks",
+        make: || axum::routing::post(routes::create_task),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tasks",
+        make: || axum::routing::get(routes::list_tasks),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tasks/{id}",
+        make: || axum::routing::get(routes::get_task),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tasks/by-key/{key}",
+        make: || axum::routing::get(routes::get_task_by_key),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/tasks/{id}/answer",
+        make: || axum::routing::post(routes::answer_task),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/tasks/{id}/cancel",
+        make: || axum::routing::post(routes::cancel_task),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tasks/{id}/audit",
+        make: || axum::routing::get(routes::task_audit),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tasks/{id}/wait",
+        make: || axum::routing::get(routes::wait_task),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        make: || axum::routing::get(routes::openapi),
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        make: || axum::routing::get(routes::healthz),
+    },
+    Route {
+        method: "GET",
+        path: "/readyz",
+        make: || axum::routing::get(routes::readyz),
+    },
+];
+
+fn build(state: AppState) -> Router {
+    let mut router = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, (r.make)());
+    }
+    router
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The router on `engine`, without shutdown handling (for tests and embedding).
+pub fn router(engine: Engine) -> Router {
+    let (tx, rx) = watch::channel(false);
+    build(AppState {
+        engine,
+        shutdown: rx,
+        _sender: Some(Arc::new(tx)),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes. Starts the engine's background
+/// work (waker, deadline sweeper). When `shutdown` completes, new connections are refused,
+/// open long polls return `503 unavailable` at once (clients retry) and the call returns
+/// when the requests in flight have finished.
+pub async fn serve(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    engine.start_background();
+    let (tx, rx) = watch::channel(false);
+    let app = build(AppState {
+        engine,
+        shutdown: rx,
+        _sender: None,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        })
+        .await
+}
+
+/// Completes once `ctrl-c` or (on Unix) `SIGTERM` arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

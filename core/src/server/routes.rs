@@ -1,0 +1,423 @@
+//! The handlers, each annotated for the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Caller, JsonBody, KeySegment, OptionalJson, Params, TaskId};
+use super::{AppState, WAIT_DEFAULT_MS, WAIT_MAX_MS};
+use crate::apikeys::ApiKey;
+use crate::error::Error;
+use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
+
+/// The channel recorded for answers and cancels made through the API.
+const CHANNEL: &str = "api";
+
+/// The OpenAPI document of the server.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "inloop",
+        description = "Durable human-in-the-loop tasks for AI agents (docs/api.md)."
+    ),
+    paths(
+        create_task,
+        list_tasks,
+        get_task,
+        get_task_by_key,
+        answer_task,
+        cancel_task,
+        task_audit,
+        wait_task,
+        openapi,
+        healthz,
+        readyz
+    ),
+    components(schemas(
+        NewTask,
+        Task,
+        Created,
+        Page,
+        AuditEvent,
+        Status,
+        AnswerBody,
+        CancelBody,
+        ErrorBody
+    )),
+    modifiers(&BearerAuth),
+    security(("api_key" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The caller's task `id`: `404` for an unknown id and for a task of another namespace
+/// (whose existence is not revealed).
+async fn own_task(state: &AppState, key: &ApiKey, id: Uuid) -> Result<Task, ApiError> {
+    let task = state.engine.get(id).await?;
+    if task.namespace != key.namespace {
+        return Err(Error::NotFound(id.to_string()).into());
+    }
+    Ok(task)
+}
+
+/// Create a task, or get the one its key already names.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    request_body = NewTask,
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 200, description = "The key already named this task (a replay)", body = Created,
+         headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 403, description = "Another namespace", body = ErrorBody),
+        (status = 409, description = "The key names a different request", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Invalid task", body = ErrorBody),
+    )
+)]
+pub(super) async fn create_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    JsonBody(mut new): JsonBody<NewTask>,
+) -> Result<Response, ApiError> {
+    match new.namespace.as_deref() {
+        Some(ns) if ns != key.namespace => {
+            return Err(Error::Forbidden(format!(
+                "this API key is for namespace {:?}, not {ns:?}",
+                key.namespace
+            ))
+            .into());
+        }
+        _ => new.namespace = Some(key.namespace.clone()),
+    }
+    let created = state.engine.create(new).await?;
+    Ok(if created.created {
+        (StatusCode::CREATED, Json(created)).into_response()
+    } else {
+        let mut r = (StatusCode::OK, Json(created)).into_response();
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        r
+    })
+}
+
+/// Listing filters (the key's namespace is implied).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListParams {
+    /// Only tasks in this state.
+    status: Option<Status>,
+    /// Only tasks whose key starts with this.
+    key_prefix: Option<String>,
+    /// Only tasks created at or after this time (ms since the epoch).
+    created_after: Option<i64>,
+    /// Only tasks created before this time (ms since the epoch).
+    created_before: Option<i64>,
+    /// Page size, 1..=1000 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List the key's namespace's tasks, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page", body = Page),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 422, description = "Bad filter", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_tasks(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Params(p): Params<ListParams>,
+) -> Result<Json<Page>, ApiError> {
+    let page = state
+        .engine
+        .list(ListFilter {
+            namespace: Some(key.namespace),
+            status: p.status,
+            key_prefix: p.key_prefix,
+            created_after: p.created_after,
+            created_before: p.created_before,
+            limit: p.limit,
+            cursor: p.cursor,
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+/// Get a task.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(own_task(&state, &key, id).await?))
+}
+
+/// Get the task an idempotency key names (in the key's namespace).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/by-key/{key}",
+    tag = "tasks",
+    params(("key" = String, Path, description = "Idempotency key (percent-encoded)")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_task_by_key(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    KeySegment(task_key): KeySegment,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(
+        state.engine.get_by_key(&key.namespace, &task_key).await?,
+    ))
+}
+
+/// An answer.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct AnswerBody {
+    /// The answer, checked against the task's response schema.
+    #[schema(value_type = Object)]
+    response: Value,
+    /// Who answers (default `apikey:<key name>`).
+    by: Option<String>,
+}
+
+/// Answer a pending task (the key needs `--allow-answer`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/answer",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body = AnswerBody,
+    responses(
+        (status = 200, description = "The completed task", body = Task),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 403, description = "The key may not answer", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 409, description = "The task already ended", body = ErrorBody),
+        (status = 422, description = "The answer does not match the response schema", body = ErrorBody),
+    )
+)]
+pub(super) async fn answer_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    JsonBody(body): JsonBody<AnswerBody>,
+) -> Result<Json<Task>, ApiError> {
+    if !key.allow_answer {
+        return Err(Error::Forbidden(format!(
+            "API key {:?} may not answer tasks (create one with --allow-answer)",
+            key.name
+        ))
+        .into());
+    }
+    own_task(&state, &key, id).await?;
+    let answer = Answer {
+        response: body.response,
+        by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
+        channel: CHANNEL.into(),
+    };
+    Ok(Json(state.engine.answer(id, answer).await?))
+}
+
+/// Why a task is cancelled.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(super) struct CancelBody {
+    reason: Option<String>,
+    /// Who cancels (default `apikey:<key name>`).
+    by: Option<String>,
+}
+
+/// Cancel a pending task.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/cancel",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body(content = Option<CancelBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The cancelled task", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 409, description = "The task already ended", body = ErrorBody),
+    )
+)]
+pub(super) async fn cancel_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    OptionalJson(body): OptionalJson<CancelBody>,
+) -> Result<Json<Task>, ApiError> {
+    own_task(&state, &key, id).await?;
+    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    Ok(Json(
+        state
+            .engine
+            .cancel(id, &by, CHANNEL, body.reason.as_deref())
+            .await?,
+    ))
+}
+
+/// A task's audit trail, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/audit",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The audit rows", body = Vec<AuditEvent>),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+    )
+)]
+pub(super) async fn task_audit(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    own_task(&state, &key, id).await?;
+    Ok(Json(state.engine.audit(id).await?))
+}
+
+/// How long a long poll may last.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct WaitParams {
+    /// Milliseconds to wait at most (default 25000, at most 60000).
+    timeout_ms: Option<u64>,
+}
+
+/// Long poll: the task once it ended, or still pending when `timeout_ms` passed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/wait",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id"), WaitParams),
+    responses(
+        (status = 200, description = "The task (pending if the limit passed)", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 503, description = "The server is shutting down; retry", body = ErrorBody),
+    )
+)]
+pub(super) async fn wait_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    Params(p): Params<WaitParams>,
+) -> Result<Json<Task>, ApiError> {
+    let ms = p.timeout_ms.unwrap_or(WAIT_DEFAULT_MS).min(WAIT_MAX_MS);
+    own_task(&state, &key, id).await?;
+    let mut shutdown = state.shutdown.clone();
+    tokio::select! {
+        r = state.engine.wait(id, Some(Duration::from_millis(ms))) => Ok(Json(r?)),
+        _ = async {
+            if shutdown.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => Err(ApiError::new("unavailable", "the server is shutting down; retry the wait")),
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+pub(super) async fn openapi() -> Response {
+    let doc = ApiDoc::openapi();
+    match doc.to_json() {
+        Ok(text) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            ApiError::new("internal", format!("cannot render the document: {e}")).into_response()
+        }
+    }
+}
+
+/// Liveness: `200 ok` while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain"))
+)]
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: `200` when the database answers, else `503`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    // A lookup of an id that cannot exist: NotFound means the database answered.
+    match state.engine.get(Uuid::nil()).await {
+        Ok(_) | Err(Error::NotFound(_)) => Ok("ready"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Any other path.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new("not_found", "no such endpoint")
+}

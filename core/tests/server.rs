@@ -1,0 +1,780 @@
+//! The REST server (`docs/api.md`), tested against a real server on 127.0.0.1:0 with a real
+//! HTTP client, on both backends (see `conformance.rs` for running the PostgreSQL variants).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, eventually};
+use inloop_core::apikeys::{create_api_key, revoke_api_key};
+use inloop_core::server::{ROUTES, serve};
+use inloop_core::{Answer, Engine};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// A running server, its engine, and keys: `agent` (namespace ops, cannot answer),
+/// `reviewer` (ops, may answer), `stranger` (namespace other, may answer).
+struct Srv {
+    base: String,
+    http: reqwest::Client,
+    engine: Engine,
+    agent: String,
+    reviewer: String,
+    stranger: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(db: &Db) -> Srv {
+    let engine = db.open().await;
+    let (_, agent) = create_api_key(&engine, "agent", "ops", false)
+        .await
+        .unwrap();
+    let (_, reviewer) = create_api_key(&engine, "reviewer", "ops", true)
+        .await
+        .unwrap();
+    let (_, stranger) = create_api_key(&engine, "stranger", "other", true)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(serve(engine.clone(), listener, async {
+        let _ = rx.await;
+    }));
+    Srv {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        engine,
+        agent,
+        reviewer,
+        stranger,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+impl Srv {
+    fn req(&self, method: Method, path: &str, key: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.req(method, path, Some(key));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {text:?}"));
+        (status, v)
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+        self.engine.close().await;
+    }
+}
+
+fn schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"approved": {"type": "boolean"}},
+        "required": ["approved"]
+    })
+}
+
+fn new_task(key: &str) -> Value {
+    json!({
+        "key": key,
+        "title": "Approve the refund?",
+        "payload": {"order_id": "A-1", "amount": 500.0},
+        "response_schema": schema(),
+    })
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some(), "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+}
+
+async fn create(srv: &Srv, key: &str) -> String {
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            "/api/v1/tasks",
+            &srv.agent,
+            Some(new_task(key)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["task"]["id"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn every_endpoint_round_trip(db: Db) {
+    let srv = start(&db).await;
+
+    // create, then replay
+    let resp = srv
+        .req(Method::POST, "/api/v1/tasks", Some(&srv.agent))
+        .json(&new_task("refund-A-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(created["created"], true);
+    assert_eq!(created["task"]["namespace"], "ops");
+    assert_eq!(created["task"]["status"], "pending");
+    let id = created["task"]["id"].as_str().unwrap().to_string();
+
+    let resp = srv
+        .req(Method::POST, "/api/v1/tasks", Some(&srv.agent))
+        .json(&new_task("refund-A-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["idempotent-replayed"], "true");
+    let replay: Value = resp.json().await.unwrap();
+    assert_eq!(replay["created"], false);
+    assert_eq!(replay["task"]["id"], id.as_str());
+
+    // explicit namespace equal to the key's is fine
+    let mut body = new_task("refund-A-2");
+    body["namespace"] = json!("ops");
+    let (s, v) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.agent, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id2 = v["task"]["id"].as_str().unwrap().to_string();
+    // a task in another namespace, not visible to ops keys
+    let (s, _) = srv
+        .call(
+            Method::POST,
+            "/api/v1/tasks",
+            &srv.stranger,
+            Some(new_task("refund-A-1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // get, by key
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["key"], "refund-A-1");
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            "/api/v1/tasks/by-key/refund-A-1",
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["id"], id.as_str());
+
+    // list: the key's namespace only, with filters and paging
+    let (s, v) = srv
+        .call(Method::GET, "/api/v1/tasks", &srv.agent, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|t| t["namespace"] == "ops"));
+    let (s, v) = srv
+        .call(Method::GET, "/api/v1/tasks?limit=1", &srv.agent, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["items"][0]["id"], id2.as_str());
+    let cursor = v["next_cursor"].as_str().unwrap().to_string();
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks?limit=1&cursor={cursor}&status=pending&key_prefix=refund-"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["items"][0]["id"], id.as_str());
+    assert!(v["next_cursor"].is_null());
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            "/api/v1/tasks?status=completed",
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+    let future = inloop_core::model::now_ms() + 3_600_000;
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks?created_after={future}"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks?created_before={future}"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+
+    // answer (reviewer), default `by`
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            &srv.reviewer,
+            Some(json!({"response": {"approved": true}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["answered_by"], "apikey:reviewer");
+    assert_eq!(v["answered_via"], "api");
+    // a second answer: 409 conflict naming who answered
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            &srv.reviewer,
+            Some(json!({"response": {"approved": false}, "by": "bob"})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict");
+    assert_eq!(v["error"]["details"]["by"], "apikey:reviewer");
+
+    // wait on an ended task returns at once
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "completed");
+
+    // audit
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/audit"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "answer_accepted", "answer_refused"]);
+
+    // cancel, with and without a body
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id2}/cancel"),
+            &srv.agent,
+            Some(json!({"reason": "duplicate"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(v["cancel_reason"], "duplicate");
+    assert_eq!(v["cancelled_by"], "apikey:agent");
+    let id3 = create(&srv, "refund-A-3").await;
+    let resp = srv
+        .req(
+            Method::POST,
+            &format!("/api/v1/tasks/{id3}/cancel"),
+            Some(&srv.agent),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["status"], "cancelled");
+    assert!(v["cancel_reason"].is_null());
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id3}/cancel"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict");
+
+    // health
+    let resp = srv.req(Method::GET, "/healthz", None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    let resp = srv.req(Method::GET, "/readyz", None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // an unknown path is a JSON 404
+    let (s, v) = srv
+        .call(Method::GET, "/api/v1/nothing", &srv.agent, None)
+        .await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+
+    srv.shutdown().await;
+}
+
+async fn wait_wakes_when_another_process_answers(db: Db) {
+    let srv = start(&db).await;
+    let id = create(&srv, "w-1").await;
+    let waiting = {
+        let r = srv.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait?timeout_ms=30000"),
+            Some(&srv.agent),
+        );
+        tokio::spawn(async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let engine = srv.engine.clone();
+    eventually("the wait to park", Duration::from_secs(5), || {
+        engine.parked() >= 1
+    })
+    .await;
+    // Another "process": a second engine on the same database answers.
+    let other = db.open().await;
+    other
+        .answer(
+            id.parse().unwrap(),
+            Answer {
+                response: json!({"approved": true}),
+                by: "alice".into(),
+                channel: "cli".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    let (s, v) = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the long poll wakes within 2 s")
+        .unwrap();
+    assert!(answered.elapsed() < Duration::from_secs(2));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["answered_by"], "alice");
+    other.close().await;
+    srv.shutdown().await;
+}
+
+async fn wait_limit_returns_pending(db: Db) {
+    let srv = start(&db).await;
+    let id = create(&srv, "w-2").await;
+    let started = Instant::now();
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait?timeout_ms=300"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "pending");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    srv.shutdown().await;
+}
+
+async fn shutdown_ends_open_waits(db: Db) {
+    let srv = start(&db).await;
+    let id = create(&srv, "w-3").await;
+    let waiting = {
+        let r = srv.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait?timeout_ms=60000"),
+            Some(&srv.agent),
+        );
+        tokio::spawn(async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let engine = srv.engine.clone();
+    eventually("the wait to park", Duration::from_secs(5), || {
+        engine.parked() >= 1
+    })
+    .await;
+    let started = Instant::now();
+    srv.shutdown().await;
+    let (s, v) = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the long poll ends at shutdown")
+        .unwrap();
+    assert_error(s, &v, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+async fn bad_inputs_are_json_errors(db: Db) {
+    let srv = start(&db).await;
+    let id = create(&srv, "b-1").await;
+
+    // malformed JSON
+    let resp = srv
+        .req(Method::POST, "/api/v1/tasks", Some(&srv.agent))
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EOF while parsing"),
+        "{v}"
+    );
+    let resp = srv
+        .req(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            Some(&srv.reviewer),
+        )
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_json");
+
+    // invalid task (empty title) and bad schema: 422
+    let mut body = new_task("b-2");
+    body["title"] = json!(" ");
+    let (s, v) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.agent, Some(body))
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument");
+    let mut body = new_task("b-3");
+    body["response_schema"] = json!({"type": "no-such-type"});
+    let (s, v) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.agent, Some(body))
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_schema");
+    // the same key for a different request: 409 key_reused
+    let mut body = new_task("b-1");
+    body["title"] = json!("Something else?");
+    let (s, v) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.agent, Some(body))
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "key_reused");
+
+    // schema-invalid answer: 422 with field errors, the task stays pending
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            &srv.reviewer,
+            Some(json!({"response": {"approved": "yes"}})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_answer");
+    let errors = v["error"]["details"]["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["path"], "/approved", "{v}");
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["status"], "pending");
+
+    // unknown and malformed ids
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/tasks/{unknown}"),
+        format!("/api/v1/tasks/{unknown}/audit"),
+        format!("/api/v1/tasks/{unknown}/wait?timeout_ms=10"),
+        "/api/v1/tasks/by-key/no-such-key".to_string(),
+    ] {
+        let (s, v) = srv.call(Method::GET, &path, &srv.agent, None).await;
+        assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{unknown}/answer"),
+            &srv.reviewer,
+            Some(json!({"response": {"approved": true}})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+    let (s, v) = srv
+        .call(Method::GET, "/api/v1/tasks/not-a-uuid", &srv.agent, None)
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument");
+    // bad query parameters
+    for q in ["status=done", "limit=abc", "limit=0", "cursor=xyz"] {
+        let (s, v) = srv
+            .call(Method::GET, &format!("/api/v1/tasks?{q}"), &srv.agent, None)
+            .await;
+        assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument");
+    }
+
+    // a body over 1 MiB: 413 before parsing
+    let big = format!(
+        "{{\"title\": \"x\", \"payload\": \"{}\"}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let resp = srv
+        .req(Method::POST, "/api/v1/tasks", Some(&srv.agent))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+
+    // authentication: missing, malformed, unknown, revoked
+    let resp = srv
+        .req(Method::GET, "/api/v1/tasks", None)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_error(s, &v, StatusCode::UNAUTHORIZED, "unauthorized");
+    let unknown_key = format!("ilk_{}", "A".repeat(43));
+    for key in ["nope", "ilk_short", unknown_key.as_str()] {
+        let (s, v) = srv.call(Method::GET, "/api/v1/tasks", key, None).await;
+        assert_error(s, &v, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let resp = srv
+        .req(Method::GET, "/api/v1/tasks", None)
+        .header("authorization", format!("Basic {}", srv.agent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (revoked, revoked_secret) = create_api_key(&srv.engine, "old", "ops", true)
+        .await
+        .unwrap();
+    let (s, _) = srv
+        .call(Method::GET, "/api/v1/tasks", &revoked_secret, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    revoke_api_key(&srv.engine, revoked.id).await.unwrap();
+    let (s, v) = srv
+        .call(Method::GET, "/api/v1/tasks", &revoked_secret, None)
+        .await;
+    assert_error(s, &v, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{v}"
+    );
+    // last use is recorded
+    let keys = inloop_core::apikeys::list_api_keys(&srv.engine)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter()
+            .find(|k| k.id == revoked.id)
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+
+    // another namespace's task is not found (its existence is not revealed)
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/tasks/{id}"), None),
+        (Method::GET, format!("/api/v1/tasks/{id}/audit"), None),
+        (
+            Method::GET,
+            format!("/api/v1/tasks/{id}/wait?timeout_ms=10"),
+            None,
+        ),
+        (Method::GET, "/api/v1/tasks/by-key/b-1".to_string(), None),
+        (Method::POST, format!("/api/v1/tasks/{id}/cancel"), None),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{id}/answer"),
+            Some(json!({"response": {"approved": true}})),
+        ),
+    ] {
+        let (s, v) = srv.call(method, &path, &srv.stranger, body).await;
+        assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+    }
+    // a body naming another namespace: 403
+    let mut body = new_task("b-4");
+    body["namespace"] = json!("ops");
+    let (s, v) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.stranger, Some(body))
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    // a key without --allow-answer cannot answer
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            &srv.agent,
+            Some(json!({"response": {"approved": true}})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (_, v) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(v["status"], "pending");
+
+    srv.shutdown().await;
+}
+
+async fn openapi_document_covers_every_route(db: Db) {
+    let srv = start(&db).await;
+    let resp = srv
+        .req(Method::GET, "/api/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for r in ROUTES {
+        let item = paths
+            .get(r.path)
+            .unwrap_or_else(|| panic!("{} is not in the document", r.path));
+        assert!(
+            item.get(r.method.to_lowercase()).is_some(),
+            "{} {} is not in the document",
+            r.method,
+            r.path
+        );
+    }
+    // ... and nothing the router does not serve
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                assert!(
+                    ROUTES
+                        .iter()
+                        .any(|r| r.path == path && r.method.eq_ignore_ascii_case(method)),
+                    "{method} {path} is documented but not routed"
+                );
+            }
+        }
+    }
+    for name in [
+        "Task",
+        "NewTask",
+        "Created",
+        "Page",
+        "AuditEvent",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "schema {name} missing"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    // every routed method answers (not 404/405) on the real server
+    for r in ROUTES {
+        let path = r
+            .path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{key}", "k");
+        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let resp = srv
+            .req(method, &path, Some(&srv.reviewer))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let s = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{} {path}", r.method);
+        if s == StatusCode::NOT_FOUND {
+            assert!(
+                body["error"]["details"]["id"].is_string(),
+                "{} {path}: {body}",
+                r.method
+            );
+        }
+    }
+    srv.shutdown().await;
+}
+
+conformance!(
+    every_endpoint_round_trip,
+    wait_wakes_when_another_process_answers,
+    wait_limit_returns_pending,
+    shutdown_ends_open_waits,
+    bad_inputs_are_json_errors,
+    openapi_document_covers_every_route,
+);
