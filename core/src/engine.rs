@@ -471,6 +471,19 @@ impl Engine {
         Ok(audit::verify_chain(&self.audit(id).await?))
     }
 
+    /// How many tasks (all namespaces) are in each status, every status listed (zero when
+    /// none), in a fixed order; one query (for metrics).
+    pub async fn status_counts(&self) -> Result<Vec<(Status, u64)>> {
+        let rows = self.inner.store.status_counts().await?;
+        Ok(STATUSES
+            .iter()
+            .map(|&s| {
+                let n = rows.iter().find(|(r, _)| *r == s).map_or(0, |(_, n)| *n);
+                (s, n.max(0) as u64)
+            })
+            .collect())
+    }
+
     /// Closes the engine's connections and stops its background work.
     pub async fn close(&self) {
         if let Some(bg) = self.inner.background.get() {
@@ -492,6 +505,15 @@ impl Engine {
         self.inner.hub.len()
     }
 }
+
+/// Every status, in the order [`Engine::status_counts`] reports them.
+const STATUSES: [Status; 5] = [
+    Status::Pending,
+    Status::Completed,
+    Status::TimedOut,
+    Status::Cancelled,
+    Status::VerificationExhausted,
+];
 
 /// Counts a waiter as parked while alive (dropped on wake, timeout or cancellation).
 struct ParkedGuard<'a>(&'a std::sync::atomic::AtomicUsize);

@@ -26,17 +26,28 @@ struct Srv {
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The three keys' secrets: agent, reviewer, stranger.
+type Keys = (String, String, String);
+
+async fn create_keys(engine: &Engine) -> Keys {
+    let (_, agent) = create_api_key(engine, "agent", "ops", false).await.unwrap();
+    let (_, reviewer) = create_api_key(engine, "reviewer", "ops", true)
+        .await
+        .unwrap();
+    let (_, stranger) = create_api_key(engine, "stranger", "other", true)
+        .await
+        .unwrap();
+    (agent, reviewer, stranger)
+}
+
 async fn start(db: &Db) -> Srv {
     let engine = db.open().await;
-    let (_, agent) = create_api_key(&engine, "agent", "ops", false)
-        .await
-        .unwrap();
-    let (_, reviewer) = create_api_key(&engine, "reviewer", "ops", true)
-        .await
-        .unwrap();
-    let (_, stranger) = create_api_key(&engine, "stranger", "other", true)
-        .await
-        .unwrap();
+    let keys = create_keys(&engine).await;
+    serve_on(engine, keys).await
+}
+
+/// Serves `engine` on its own 127.0.0.1:0 listener.
+async fn serve_on(engine: Engine, (agent, reviewer, stranger): Keys) -> Srv {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -269,7 +280,8 @@ async fn every_endpoint_round_trip(db: Db) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "completed");
     assert_eq!(v["answered_by"], "apikey:reviewer");
-    assert_eq!(v["answered_via"], "api");
+    let via = v["answered_via"].as_str().unwrap();
+    assert!(via.starts_with("api:") && via.len() == 40, "the key's id is recorded: {via}");
     // a second answer: 409 conflict naming who answered
     let (s, v) = srv
         .call(
@@ -770,7 +782,413 @@ async fn openapi_document_covers_every_route(db: Db) {
     srv.shutdown().await;
 }
 
+/// Scrapes `/metrics` (no key): `sample line name{labels}` → value.
+async fn scrape(srv: &Srv) -> (String, std::collections::HashMap<String, f64>) {
+    let resp = srv.req(Method::GET, "/metrics", None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = resp.text().await.unwrap();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
+        assert!(
+            samples.insert(name.to_string(), v).is_none(),
+            "duplicate {name}"
+        );
+    }
+    (text, samples)
+}
+
+fn sample(samples: &std::collections::HashMap<String, f64>, name: &str) -> f64 {
+    *samples
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing from {samples:#?}"))
+}
+
+async fn metrics_after_traffic(db: Db) {
+    let srv = start(&db).await;
+    let a = create(&srv, "m-1").await;
+    let b = create(&srv, "m-2").await;
+    let answer = |ok: Value| json!({ "response": ok });
+    let path_a = format!("/api/v1/tasks/{a}/answer");
+    let path_b = format!("/api/v1/tasks/{b}/answer");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &path_a,
+            &srv.reviewer,
+            Some(answer(json!({"approved": true}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &path_a,
+            &srv.reviewer,
+            Some(answer(json!({"approved": false}))),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "conflict");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &path_b,
+            &srv.reviewer,
+            Some(answer(json!({"approved": "yes"}))),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_answer");
+    // a key that may not answer: forbidden, not an answer refusal
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &path_b,
+            &srv.agent,
+            Some(answer(json!({"approved": true}))),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (s, _) = srv
+        .call(Method::GET, "/api/v1/nothing", &srv.agent, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = srv
+        .call(Method::GET, &format!("/api/v1/tasks/{b}"), &srv.agent, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // one long poll parked on b
+    let waiting = {
+        let r = srv.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{b}/wait?timeout_ms=30000"),
+            Some(&srv.agent),
+        );
+        tokio::spawn(async move { r.send().await.unwrap().status() })
+    };
+    let engine = srv.engine.clone();
+    eventually("the wait to park", Duration::from_secs(5), || {
+        engine.parked() >= 1
+    })
+    .await;
+
+    let (text, m) = scrape(&srv).await;
+    for t in [
+        "# TYPE inloop_tasks gauge",
+        "# TYPE inloop_answers_total counter",
+        "# TYPE inloop_waits_parked gauge",
+        "# TYPE inloop_http_requests_total counter",
+        "# TYPE inloop_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(t), "{t} missing:\n{text}");
+    }
+    for (status, n) in [
+        ("pending", 1.0),
+        ("completed", 1.0),
+        ("timed_out", 0.0),
+        ("cancelled", 0.0),
+        ("verification_exhausted", 0.0),
+    ] {
+        assert_eq!(
+            sample(&m, &format!("inloop_tasks{{status=\"{status}\"}}")),
+            n,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        sample(&m, r#"inloop_answers_total{outcome="accepted"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, r#"inloop_answers_total{outcome="refused"}"#),
+        2.0
+    );
+    assert_eq!(sample(&m, "inloop_waits_parked"), 1.0);
+    let req = |route: &str, method: &str, status: u16| {
+        format!(
+            "inloop_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}"
+        )
+    };
+    let answer_route = "/api/v1/tasks/{id}/answer";
+    for (name, n) in [
+        (req("/api/v1/tasks", "POST", 201), 2.0),
+        (req(answer_route, "POST", 200), 1.0),
+        (req(answer_route, "POST", 409), 1.0),
+        (req(answer_route, "POST", 422), 1.0),
+        (req(answer_route, "POST", 403), 1.0),
+        (req("/api/v1/tasks/{id}", "GET", 200), 1.0),
+        (req("unmatched", "GET", 404), 1.0),
+    ] {
+        assert_eq!(sample(&m, &name), n, "{name}\n{text}");
+    }
+    // the raw path (with the id) never becomes a label; the open long poll is not counted yet
+    assert!(!text.contains(&a) && !text.contains(&b), "{text}");
+    assert!(!text.contains("/wait\""), "{text}");
+    // the histogram of the answer route: cumulative buckets ending in +Inf = count = 4
+    let labels = format!("route=\"{answer_route}\",method=\"POST\"");
+    let mut last = 0.0;
+    for le in [
+        "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "10", "+Inf",
+    ] {
+        let v = sample(
+            &m,
+            &format!("inloop_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}}"),
+        );
+        assert!(v >= last, "bucket {le} not cumulative:\n{text}");
+        last = v;
+    }
+    assert_eq!(last, 4.0);
+    assert_eq!(
+        sample(
+            &m,
+            &format!("inloop_http_request_duration_seconds_count{{{labels}}}")
+        ),
+        4.0
+    );
+    assert!(
+        sample(
+            &m,
+            &format!("inloop_http_request_duration_seconds_sum{{{labels}}}")
+        ) > 0.0
+    );
+
+    // the long poll ends with the answer; the next scrape counts it and the first scrape
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &path_b,
+            &srv.reviewer,
+            Some(answer(json!({"approved": true}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    let (text, m) = scrape(&srv).await;
+    assert_eq!(
+        sample(&m, r#"inloop_tasks{status="completed"}"#),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(sample(&m, r#"inloop_tasks{status="pending"}"#), 0.0);
+    assert_eq!(
+        sample(&m, r#"inloop_answers_total{outcome="accepted"}"#),
+        2.0
+    );
+    assert_eq!(sample(&m, "inloop_waits_parked"), 0.0);
+    assert_eq!(sample(&m, &req("/metrics", "GET", 200)), 1.0);
+    assert_eq!(sample(&m, &req("/api/v1/tasks/{id}/wait", "GET", 200)), 1.0);
+    srv.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two replicas on one PostgreSQL database (SQLite is one file for one host: not tested).
+
+async fn two_replicas_share_one_database(db: Db) {
+    // Sweepers that run often, so that both replicas race for every deadline.
+    let opts = || inloop_core::EngineOptions {
+        expiry_sweep: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let engine_a = db.open_with(opts()).await;
+    let engine_b = db.open_with(opts()).await;
+    let keys = create_keys(&engine_a).await;
+    engine_a.start_background();
+    engine_b.start_background();
+    let a = serve_on(engine_a, keys.clone()).await;
+    let b = serve_on(engine_b, keys).await;
+    assert_ne!(a.base, b.base);
+
+    // 1. deadlines: 20 tasks through each replica, timeouts 300-600 ms
+    let create_timed = |srv: &Srv, key: String, timeout_ms: u64| {
+        let mut body = new_task(&key);
+        body["timeout_ms"] = json!(timeout_ms);
+        let r = srv
+            .req(Method::POST, "/api/v1/tasks", Some(&srv.agent))
+            .json(&body);
+        async move {
+            let resp = r.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            let v: Value = resp.json().await.unwrap();
+            v["task"]["id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap()
+        }
+    };
+    let mut creates = Vec::new();
+    for i in 0..20u64 {
+        creates.push(create_timed(&a, format!("ta-{i}"), 300 + i * 15));
+        creates.push(create_timed(&b, format!("tb-{i}"), 300 + i * 15));
+    }
+    let timed: Vec<uuid::Uuid> = futures_util::future::join_all(creates).await;
+    assert_eq!(timed.len(), 40);
+    let started = Instant::now();
+    loop {
+        let n = db
+            .raw_count("SELECT count(*) FROM inloop_tasks WHERE status = 'timed_out'")
+            .await;
+        if n == 40 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "only {n} of 40 tasks timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // let both sweepers run a few more times: a double firing would show now
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db.raw_count("SELECT count(*) FROM inloop_audit WHERE kind = 'timed_out'")
+            .await,
+        40
+    );
+    for id in &timed {
+        let events = a.engine.audit(*id).await.unwrap();
+        let fired = events.iter().filter(|e| e.kind == "timed_out").count();
+        assert_eq!(fired, 1, "task {id}: {events:#?}");
+        let check = b.engine.verify_audit(*id).await.unwrap();
+        assert!(check.ok, "task {id}: {check:?}");
+    }
+
+    // 2. every task answered through both replicas at once: one 200 and one 409 each
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(create(&a, &format!("race-{i}")).await);
+    }
+    let answer_via = |srv: &Srv, id: &str, by: &str| {
+        let r = srv
+            .req(
+                Method::POST,
+                &format!("/api/v1/tasks/{id}/answer"),
+                Some(&srv.reviewer),
+            )
+            .json(&json!({"response": {"approved": true}, "by": by}));
+        async move {
+            let resp = r.send().await.unwrap();
+            let s = resp.status();
+            (s, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let races = ids.iter().map(|id| {
+        let via_a = answer_via(&a, id, "alice");
+        let via_b = answer_via(&b, id, "bob");
+        async move { tokio::join!(via_a, via_b) }
+    });
+    let results = futures_util::future::join_all(races).await;
+    let (mut won_a, mut won_b) = (0, 0);
+    for (id, ((sa, va), (sb, vb))) in ids.iter().zip(results) {
+        let mut statuses = [sa, sb];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{id}: {va} {vb}"
+        );
+        let (winner, loser) = if sa == StatusCode::OK {
+            won_a += 1;
+            (&va, &vb)
+        } else {
+            won_b += 1;
+            (&vb, &va)
+        };
+        assert_eq!(winner["status"], "completed");
+        assert_error(
+            StatusCode::CONFLICT,
+            loser,
+            StatusCode::CONFLICT,
+            "conflict",
+        );
+        let events = a.engine.audit(id.parse().unwrap()).await.unwrap();
+        let accepted: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "answer_accepted")
+            .collect();
+        assert_eq!(accepted.len(), 1, "{id}: {events:#?}");
+        assert_eq!(
+            accepted[0].actor.as_deref(),
+            winner["answered_by"].as_str(),
+            "{id}"
+        );
+        assert!(b.engine.verify_audit(id.parse().unwrap()).await.unwrap().ok);
+    }
+    eprintln!("answer races won: replica A {won_a}, replica B {won_b}");
+    // each replica counts its own answers; together 20 accepted, 20 refused
+    let (_, ma) = scrape(&a).await;
+    let (_, mb) = scrape(&b).await;
+    let total = |outcome: &str| {
+        let name = format!("inloop_answers_total{{outcome=\"{outcome}\"}}");
+        sample(&ma, &name) + sample(&mb, &name)
+    };
+    assert_eq!(total("accepted"), 20.0);
+    assert_eq!(total("refused"), 20.0);
+    // the task gauge comes from the shared database: both replicas agree
+    for status in ["pending", "completed", "timed_out"] {
+        let name = format!("inloop_tasks{{status=\"{status}\"}}");
+        assert_eq!(sample(&ma, &name), sample(&mb, &name), "{name}");
+    }
+    assert_eq!(sample(&ma, r#"inloop_tasks{status="completed"}"#), 20.0);
+    assert_eq!(sample(&ma, r#"inloop_tasks{status="timed_out"}"#), 40.0);
+
+    // 3. a long poll on A is woken by an answer through B
+    let id = create(&b, "cross-wake").await;
+    let waiting = {
+        let r = a.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait?timeout_ms=30000"),
+            Some(&a.agent),
+        );
+        tokio::spawn(async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let engine = a.engine.clone();
+    eventually("the wait on A to park", Duration::from_secs(5), || {
+        engine.parked() >= 1
+    })
+    .await;
+    let (s, v) = answer_via(&b, &id, "carol").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let answered = Instant::now();
+    let (s, v) = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the long poll on A wakes within 2 s of the answer through B")
+        .unwrap();
+    eprintln!("cross-replica wake took {:?}", answered.elapsed());
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["answered_by"], "carol");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+mod replicas {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_two_replicas_share_one_database() {
+        crate::common::run_postgres(
+            "two_replicas_share_one_database",
+            crate::two_replicas_share_one_database,
+        )
+        .await;
+    }
+}
+
 conformance!(
+    metrics_after_traffic,
     every_endpoint_round_trip,
     wait_wakes_when_another_process_answers,
     wait_limit_returns_pending,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
 use axum::routing::MethodRouter;
 use tokio::sync::watch;
 
@@ -16,9 +17,11 @@ use crate::engine::Engine;
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 mod routes;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use metrics::Metrics;
 pub use routes::ApiDoc;
 
 /// Request bodies over this many bytes are refused (`413 too_large`) before parsing.
@@ -31,6 +34,8 @@ pub const WAIT_MAX_MS: u64 = 60_000;
 #[derive(Clone)]
 pub struct AppState {
     engine: Engine,
+    /// This process's counters, served at `/metrics`.
+    metrics: Arc<Metrics>,
     /// Becomes `true` when the server begins to shut down: long polls return at once.
     shutdown: watch::Receiver<bool>,
     /// Keeps the channel open when nobody else owns the sender ([`router`]).
@@ -93,6 +98,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/metrics",
+        make: || axum::routing::get(routes::metrics),
+    },
+    Route {
+        method: "GET",
         path: "/healthz",
         make: || axum::routing::get(routes::healthz),
     },
@@ -106,11 +116,21 @@ pub const ROUTES: &[Route] = &[
 fn build(state: AppState) -> Router {
     let mut router = Router::new();
     for r in ROUTES {
-        router = router.route(r.path, (r.make)());
+        // Each route labels its responses with its template, for the metrics layer.
+        let label = metrics::RouteLabel(r.path);
+        let tag = axum::middleware::map_response(move |mut res: Response| async move {
+            res.extensions_mut().insert(label);
+            res
+        });
+        router = router.route(r.path, (r.make)().layer(tag));
     }
     router
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -119,6 +139,7 @@ pub fn router(engine: Engine) -> Router {
     let (tx, rx) = watch::channel(false);
     build(AppState {
         engine,
+        metrics: Arc::default(),
         shutdown: rx,
         _sender: Some(Arc::new(tx)),
     })
@@ -137,6 +158,7 @@ pub async fn serve(
     let (tx, rx) = watch::channel(false);
     let app = build(AppState {
         engine,
+        metrics: Arc::default(),
         shutdown: rx,
         _sender: None,
     });

@@ -19,8 +19,11 @@ use crate::apikeys::ApiKey;
 use crate::error::Error;
 use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
 
-/// The channel recorded for answers and cancels made through the API.
-const CHANNEL: &str = "api";
+/// The channel recorded for answers and cancels made through the API: `api:<key id>`, so the
+/// audit trail keeps which key acted even when the request names someone else in `by`.
+fn channel(key: &ApiKey) -> String {
+    format!("api:{}", key.id)
+}
 
 /// The OpenAPI document of the server.
 #[derive(OpenApi)]
@@ -39,6 +42,7 @@ const CHANNEL: &str = "api";
         task_audit,
         wait_task,
         openapi,
+        metrics,
         healthz,
         readyz
     ),
@@ -256,13 +260,18 @@ pub(super) async fn answer_task(
         ))
         .into());
     }
-    own_task(&state, &key, id).await?;
-    let answer = Answer {
-        response: body.response,
-        by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
-        channel: CHANNEL.into(),
-    };
-    Ok(Json(state.engine.answer(id, answer).await?))
+    let result = async {
+        own_task(&state, &key, id).await?;
+        let answer = Answer {
+            response: body.response,
+            by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
+            channel: channel(&key),
+        };
+        Ok::<_, ApiError>(state.engine.answer(id, answer).await?)
+    }
+    .await;
+    state.metrics.answer(result.is_ok());
+    Ok(Json(result?))
 }
 
 /// Why a task is cancelled.
@@ -298,7 +307,7 @@ pub(super) async fn cancel_task(
     Ok(Json(
         state
             .engine
-            .cancel(id, &by, CHANNEL, body.reason.as_deref())
+            .cancel(id, &by, &channel(&key), body.reason.as_deref())
             .await?,
     ))
 }
@@ -384,6 +393,31 @@ pub(super) async fn openapi() -> Response {
             ApiError::new("internal", format!("cannot render the document: {e}")).into_response()
         }
     }
+}
+
+/// Prometheus metrics (text format 0.0.4): tasks by status, answers, parked waits, HTTP
+/// requests and their durations by route template.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "The exposition", body = String,
+         content_type = "text/plain; version=0.0.4"),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.metrics.render(&state.engine).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Liveness: `200 ok` while the process runs.

@@ -168,6 +168,14 @@ impl Store {
         dispatch!(self, s => s.ended_since(since).await)
     }
 
+    /// How many tasks are in each status, one query (statuses with no task are absent).
+    pub async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
+        let rows = dispatch!(self, s => s.status_counts().await)?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((status.parse()?, n)))
+            .collect()
+    }
+
     /// A task's audit rows in order.
     pub async fn audit(&self, id: &Uuid) -> Result<Vec<AuditEvent>> {
         dispatch!(self, s => s.audit(id).await)

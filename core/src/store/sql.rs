@@ -369,6 +369,16 @@ macro_rules! sql_store {
                 rows.iter().map(|r| parse_id(&r.try_get::<String, _>("id")?)).collect()
             }
 
+            /// How many tasks are in each status (statuses with no task are absent).
+            pub async fn status_counts(&self) -> Result<Vec<(String, i64)>> {
+                let rows = sqlx::query("SELECT status, count(*) AS n FROM inloop_tasks GROUP BY status")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+                    .collect()
+            }
+
             pub async fn ended_since(&self, since: i64) -> Result<Vec<Uuid>> {
                 let rows = sqlx::query(
                     "SELECT id FROM inloop_tasks WHERE ended_at IS NOT NULL AND ended_at >= $1",
