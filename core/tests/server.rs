@@ -281,7 +281,10 @@ async fn every_endpoint_round_trip(db: Db) {
     assert_eq!(v["status"], "completed");
     assert_eq!(v["answered_by"], "apikey:reviewer");
     let via = v["answered_via"].as_str().unwrap();
-    assert!(via.starts_with("api:") && via.len() == 40, "the key's id is recorded: {via}");
+    assert!(
+        via.starts_with("api:") && via.len() == 40,
+        "the key's id is recorded: {via}"
+    );
     // a second answer: 409 conflict naming who answered
     let (s, v) = srv
         .call(
