@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use inloop_core::{Answer, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
+use inloop_core::config::Target;
+use inloop_core::{Answer, AnyEngine, Engine as CoreEngine, EngineOptions, ListFilter, NewTask};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tokio::sync::oneshot;
@@ -53,10 +54,11 @@ enum AbortSlot {
     Aborted,
 }
 
-/// An open database. Methods take and return JSON text; the `Client` class wraps them.
+/// An open database, or an inloop server (remote mode). Methods take and return JSON text;
+/// the `Client` class wraps them.
 #[napi]
 pub struct Engine {
-    engine: CoreEngine,
+    engine: AnyEngine,
     url: String,
     /// Waits that JavaScript may abort (an `AbortSignal`), by handle.
     aborts: Arc<Mutex<HashMap<u32, AbortSlot>>>,
@@ -96,14 +98,34 @@ impl Engine {
 
 #[napi]
 impl Engine {
-    /// Opens (and migrates) the database at `url`, or by the configuration rule when absent:
-    /// `INLOOP_DATABASE_URL`, else `.inloop/inloop.db` under the current directory.
+    /// Opens what the configuration names (the core's rule: `remoteUrl` (a server) > `url`
+    /// (a database) > `INLOOP_URL` with `INLOOP_API_KEY` > `INLOOP_DATABASE_URL` > the
+    /// SQLite file `.inloop/inloop.db` under the current directory). A database is opened
+    /// and migrated; a server is contacted on first use.
     #[napi(factory)]
-    pub async fn open(url: Option<String>) -> Result<Engine> {
-        let url = inloop_core::config::resolve_database_url(url.as_deref()).map_err(to_js)?;
-        let engine = CoreEngine::open(&url, EngineOptions::default())
-            .await
-            .map_err(to_js)?;
+    pub async fn open(
+        url: Option<String>,
+        remote_url: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<Engine> {
+        let target = inloop_core::config::resolve_target(
+            url.as_deref(),
+            remote_url.as_deref(),
+            api_key.as_deref(),
+        )
+        .map_err(to_js)?;
+        let (engine, url) = match target {
+            Target::Database(url) => {
+                let engine = CoreEngine::open(&url, EngineOptions::default())
+                    .await
+                    .map_err(to_js)?;
+                (AnyEngine::Local(engine), url)
+            }
+            Target::Remote { url, api_key } => {
+                let remote = inloop_core::RemoteEngine::new(&url, &api_key).map_err(to_js)?;
+                (AnyEngine::Remote(remote), url)
+            }
+        };
         Ok(Engine {
             engine,
             url: inloop_core::store::redact_url(&url),
@@ -112,19 +134,16 @@ impl Engine {
         })
     }
 
-    /// The database URL, password redacted.
+    /// The database URL (password redacted), or the server URL in remote mode.
     #[napi(getter)]
     pub fn url(&self) -> String {
         self.url.clone()
     }
 
-    /// `"sqlite"` or `"postgres"`.
+    /// `"sqlite"`, `"postgres"` or `"remote"`.
     #[napi(getter)]
     pub fn backend(&self) -> String {
-        match self.engine.backend() {
-            inloop_core::store::Backend::Sqlite => "sqlite".into(),
-            inloop_core::store::Backend::Postgres => "postgres".into(),
-        }
+        self.engine.backend_name().into()
     }
 
     /// A handle to pass to `ask`/`wait`, and to `abort` to stop that wait.
@@ -275,7 +294,8 @@ impl Engine {
         Ok(())
     }
 
-    /// How many waiters of this process are parked until a wake.
+    /// How many waiters of this process are parked until a wake (always 0 in remote mode:
+    /// they wait on the server).
     #[napi]
     pub fn parked(&self) -> u32 {
         self.engine.parked() as u32
@@ -286,4 +306,39 @@ impl Engine {
 #[napi]
 pub fn resolve_database_url(explicit: Option<String>) -> Result<String> {
     inloop_core::config::resolve_database_url(explicit.as_deref()).map_err(to_js)
+}
+
+/// What the configuration names (the same rule as `Engine.open`).
+#[napi(object)]
+pub struct ResolvedTarget {
+    /// `"database"` or `"remote"`.
+    pub kind: String,
+    /// The database URL or the server URL, password redacted.
+    pub url: String,
+}
+
+/// What the configuration names: `{kind: "remote", url}` (a server) or
+/// `{kind: "database", url}`; rejects with `config` (e.g. `INLOOP_URL` without a key).
+#[napi]
+pub fn resolve_target(
+    url: Option<String>,
+    remote_url: Option<String>,
+    api_key: Option<String>,
+) -> Result<ResolvedTarget> {
+    let target = inloop_core::config::resolve_target(
+        url.as_deref(),
+        remote_url.as_deref(),
+        api_key.as_deref(),
+    )
+    .map_err(to_js)?;
+    Ok(match target {
+        Target::Database(u) => ResolvedTarget {
+            kind: "database".into(),
+            url: inloop_core::store::redact_url(&u),
+        },
+        Target::Remote { url, .. } => ResolvedTarget {
+            kind: "remote".into(),
+            url: inloop_core::store::redact_url(&url),
+        },
+    })
 }

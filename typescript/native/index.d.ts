@@ -9,16 +9,21 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** An open database. Methods take and return JSON text; the `Client` class wraps them. */
+/**
+ * An open database, or an inloop server (remote mode). Methods take and return JSON text;
+ * the `Client` class wraps them.
+ */
 export declare class Engine {
   /**
-   * Opens (and migrates) the database at `url`, or by the configuration rule when absent:
-   * `INLOOP_DATABASE_URL`, else `.inloop/inloop.db` under the current directory.
+   * Opens what the configuration names (the core's rule: `remoteUrl` (a server) > `url`
+   * (a database) > `INLOOP_URL` with `INLOOP_API_KEY` > `INLOOP_DATABASE_URL` > the
+   * SQLite file `.inloop/inloop.db` under the current directory). A database is opened
+   * and migrated; a server is contacted on first use.
    */
-  static open(url?: string | undefined | null): Promise<Engine>
-  /** The database URL, password redacted. */
+  static open(url?: string | undefined | null, remoteUrl?: string | undefined | null, apiKey?: string | undefined | null): Promise<Engine>
+  /** The database URL (password redacted), or the server URL in remote mode. */
   get url(): string
-  /** `"sqlite"` or `"postgres"`. */
+  /** `"sqlite"`, `"postgres"` or `"remote"`. */
   get backend(): string
   /** A handle to pass to `ask`/`wait`, and to `abort` to stop that wait. */
   abortHandle(): number
@@ -46,9 +51,26 @@ export declare class Engine {
   audit(id: string): Promise<string>
   verifyAudit(id: string): Promise<string>
   close(): Promise<void>
-  /** How many waiters of this process are parked until a wake. */
+  /**
+   * How many waiters of this process are parked until a wake (always 0 in remote mode:
+   * they wait on the server).
+   */
   parked(): number
 }
 
 /** The database URL by the configuration rule (explicit > `INLOOP_DATABASE_URL` > default). */
 export declare function resolveDatabaseUrl(explicit?: string | undefined | null): string
+
+/** What the configuration names (the same rule as `Engine.open`). */
+export interface ResolvedTarget {
+  /** `"database"` or `"remote"`. */
+  kind: string
+  /** The database URL or the server URL, password redacted. */
+  url: string
+}
+
+/**
+ * What the configuration names: `{kind: "remote", url}` (a server) or
+ * `{kind: "database", url}`; rejects with `config` (e.g. `INLOOP_URL` without a key).
+ */
+export declare function resolveTarget(url?: string | undefined | null, remoteUrl?: string | undefined | null, apiKey?: string | undefined | null): ResolvedTarget

@@ -91,10 +91,18 @@ function stringList(v: readonly string[] | undefined, what: string): string[] {
 /** Options of `new Client(...)`. */
 export interface ClientOptions {
   /**
-   * The database: `sqlite:///path/to.db` or `postgres://...`. Default: `INLOOP_DATABASE_URL`,
-   * else the SQLite file `.inloop/inloop.db` under the current directory.
+   * The database: `sqlite:///path/to.db` or `postgres://...`. Default: `INLOOP_URL` (a
+   * server) when set, else `INLOOP_DATABASE_URL`, else the SQLite file `.inloop/inloop.db`
+   * under the current directory. Ignored when `url` is given.
    */
   databaseUrl?: string;
+  /**
+   * An inloop server (`inloop serve`), for example `"http://inloop.internal:7070"`: remote
+   * mode, over HTTP, with an API key. Takes precedence over `databaseUrl`.
+   */
+  url?: string;
+  /** The API key for the server (`ilk_...`). Default: `INLOOP_API_KEY`. */
+  apiKey?: string;
   /** The namespace tasks are created in and listed from. Default `"default"`. */
   namespace?: string;
 }
@@ -194,11 +202,15 @@ export async function abortable(
 }
 
 /**
- * A connection to inloop's database, for agents and for the people who answer them.
+ * A connection to inloop (its database, or an inloop server), for agents and for the people
+ * who answer them.
  *
- * Configuration: `databaseUrl` if given, else `INLOOP_DATABASE_URL`, else the SQLite file
- * `.inloop/inloop.db` under the current directory. The database is opened (and migrated) on
- * first use; a `Client` may be shared freely.
+ * Configuration (the core's one rule): `url` (an inloop server) if given, else `databaseUrl`
+ * if given, else `INLOOP_URL` (a server; `INLOOP_API_KEY` is then required), else
+ * `INLOOP_DATABASE_URL`, else the SQLite file `.inloop/inloop.db` under the current
+ * directory. A server needs an API key (`apiKey` or `INLOOP_API_KEY`; `ConfigError`
+ * otherwise). A database is opened (and migrated) on first use, a server contacted on first
+ * use; a `Client` may be shared freely.
  *
  * @example The human side, from any process on the same database:
  * ```ts
@@ -207,29 +219,55 @@ export async function abortable(
  * const { items } = await client.list({ status: "pending" });
  * await client.answer(items[0]!.id, { approved: true }, { by: "alice@example.com" });
  * ```
+ *
+ * @example Remote mode, through `inloop serve`:
+ * ```ts
+ * const client = new Client({ url: "http://inloop.internal:7070", apiKey: "ilk_..." });
+ * ```
  */
 export class Client {
   /** The namespace this client creates and lists tasks in. */
   readonly namespace: string;
   readonly #url: string | undefined;
+  readonly #remoteUrl: string | undefined;
+  readonly #apiKey: string | undefined;
   #opening: Promise<NativeEngine> | undefined;
 
   constructor(options: ClientOptions = {}) {
-    const { databaseUrl, namespace = "default" } = options;
-    if (databaseUrl !== undefined && typeof databaseUrl !== "string") {
-      throw new InvalidArgument("databaseUrl must be a string");
+    const { databaseUrl, url, apiKey, namespace = "default" } = options;
+    for (const [name, v] of [
+      ["databaseUrl", databaseUrl],
+      ["url", url],
+      ["apiKey", apiKey],
+    ] as const) {
+      if (v !== undefined && typeof v !== "string") throw new InvalidArgument(`${name} must be a string`);
     }
     if (typeof namespace !== "string" || namespace === "") {
       throw new InvalidArgument("namespace must be a non-empty string");
     }
     this.#url = databaseUrl;
+    this.#remoteUrl = url;
+    this.#apiKey = apiKey;
     this.namespace = namespace;
   }
 
-  /** The database URL this client uses (password redacted once opened). */
+  /**
+   * The database URL this client uses (password redacted once opened), or the server URL
+   * in remote mode.
+   */
   get databaseUrl(): string {
     try {
-      return native().resolveDatabaseUrl(this.#url);
+      const target = native().resolveTarget(this.#url, this.#remoteUrl, this.#apiKey);
+      return target.kind === "remote" ? target.url : native().resolveDatabaseUrl(this.#url);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** Whether this client talks to an inloop server (remote mode) rather than a database. */
+  get remote(): boolean {
+    try {
+      return native().resolveTarget(this.#url, this.#remoteUrl, this.#apiKey).kind === "remote";
     } catch (e) {
       throw fromNative(e);
     }
@@ -238,7 +276,7 @@ export class Client {
   /** The native engine, opened once (concurrent first calls share one opening). @internal */
   _engine(): Promise<NativeEngine> {
     if (this.#opening === undefined) {
-      const opening = call(() => native().Engine.open(this.#url));
+      const opening = call(() => native().Engine.open(this.#url, this.#remoteUrl, this.#apiKey));
       this.#opening = opening;
       // A failed open is not cached: the next call tries again.
       opening.catch(() => {
@@ -425,7 +463,7 @@ export class Client {
     return auditCheckFromJson(JSON.parse(await call(() => engine.verifyAudit(id))));
   }
 
-  /** Closes the database connections. The client reopens them if used again. */
+  /** Closes the database connections (nothing to close for a server). The client reopens them if used again. */
   async close(): Promise<void> {
     const opening = this.#opening;
     this.#opening = undefined;
@@ -443,8 +481,9 @@ export class Client {
 const defaults = new Map<string, Client>();
 
 /**
- * The process-wide client for the configured database (one per namespace), used by
- * `awaitHuman` when no `client` is given.
+ * The process-wide client for the configured database or server (`INLOOP_URL` with
+ * `INLOOP_API_KEY`), one per namespace, used by `awaitHuman` when no `client` is given.
+ * Throws `ConfigError` for `INLOOP_URL` without `INLOOP_API_KEY`.
  *
  * @example
  * ```ts
@@ -452,16 +491,21 @@ const defaults = new Map<string, Client>();
  * ```
  */
 export function defaultClient(namespace = "default"): Client {
+  let remote: boolean;
   let url: string;
   try {
-    url = native().resolveDatabaseUrl(undefined);
+    const target = native().resolveTarget(undefined, undefined, undefined);
+    remote = target.kind === "remote";
+    url = remote ? target.url : native().resolveDatabaseUrl(undefined);
   } catch (e) {
     throw fromNative(e);
   }
-  const id = `${namespace}\u0000${url}`;
+  const apiKey = remote ? (process.env["INLOOP_API_KEY"] ?? "").trim() : "";
+  const id = [remote ? "remote" : "database", url, apiKey, namespace].join("\u0000");
   let client = defaults.get(id);
   if (client === undefined) {
-    client = new Client({ databaseUrl: url, namespace });
+    // Remote: the core reads INLOOP_URL and INLOOP_API_KEY itself.
+    client = remote ? new Client({ namespace }) : new Client({ databaseUrl: url, namespace });
     defaults.set(id, client);
   }
   return client;

@@ -31,7 +31,15 @@ export type ErrorCode =
   | "config"
   | "database"
   | "internal"
-  | "aborted";
+  | "aborted"
+  // remote mode (an inloop server), without a subclass: an `InloopError` with this code
+  | "invalid_json"
+  | "unauthorized"
+  | "forbidden"
+  | "unavailable";
+
+/** The codes a server may answer with that have no subclass (an `InloopError` carries them). */
+const PLAIN_CODES: readonly string[] = ["invalid_json", "unauthorized", "forbidden", "unavailable"];
 
 /** One problem in a JSON document: a JSON Pointer (`""` is the whole document) and why. */
 export interface FieldError {
@@ -178,7 +186,7 @@ export class Aborted extends InloopError {
 
 type ErrorClass = new (message: string, options?: InloopErrorOptions) => InloopError;
 
-const BY_CODE: Record<ErrorCode, ErrorClass> = {
+const BY_CODE: Partial<Record<ErrorCode, ErrorClass>> = {
   invalid_payload: InvalidPayload,
   invalid_answer: InvalidAnswer,
   invalid_schema: InvalidSchema,
@@ -215,10 +223,9 @@ export function fromNative(err: unknown): InloopError {
     typeof body["details"] === "object" && body["details"] !== null && !Array.isArray(body["details"])
       ? (body["details"] as Record<string, unknown>)
       : {};
-  const cls = Object.prototype.hasOwnProperty.call(BY_CODE, code)
-    ? BY_CODE[code as ErrorCode]
-    : InternalError;
-  return new cls(message, { details, cause: err });
+  if (PLAIN_CODES.includes(code)) return new InloopError(message, { details, cause: err }, code as ErrorCode);
+  const cls = Object.prototype.hasOwnProperty.call(BY_CODE, code) ? BY_CODE[code as ErrorCode] : undefined;
+  return new (cls ?? InternalError)(message, { details, cause: err });
 }
 
 /** Runs a native call, rethrowing its rejection as a typed {@link InloopError}. @internal */

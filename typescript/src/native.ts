@@ -7,7 +7,9 @@ import { createRequire } from "node:module";
 
 /** The native `Engine` (see `native/index.d.ts`): methods take and return JSON text. */
 export interface NativeEngine {
+  /** The database URL (password redacted), or the server URL in remote mode. */
   readonly url: string;
+  /** `"sqlite"`, `"postgres"` or `"remote"`. */
   readonly backend: string;
   abortHandle(): number;
   abort(handle: number): void;
@@ -28,8 +30,19 @@ export interface NativeEngine {
 
 /** The addon's module exports. */
 export interface NativeModule {
-  Engine: { open(url?: string | undefined | null): Promise<NativeEngine> };
+  Engine: {
+    open(
+      url?: string | undefined | null,
+      remoteUrl?: string | undefined | null,
+      apiKey?: string | undefined | null,
+    ): Promise<NativeEngine>;
+  };
   resolveDatabaseUrl(explicit?: string | undefined | null): string;
+  resolveTarget(
+    url?: string | undefined | null,
+    remoteUrl?: string | undefined | null,
+    apiKey?: string | undefined | null,
+  ): { kind: string; url: string };
 }
 
 let loaded: NativeModule | undefined;

@@ -2,7 +2,8 @@
 import { z } from "zod";
 import { z as z3 } from "zod/v3";
 import type { Engine } from "../native/index.js";
-import type { NativeEngine } from "../src/native.js";
+import type * as Addon from "../native/index.js";
+import type { NativeEngine, NativeModule } from "../src/native.js";
 import type { Infer } from "../src/index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -15,3 +16,5 @@ export type C2 = Assert<Equal<Infer<typeof D3>, { approved: boolean; note: strin
 export type C3 = Assert<Equal<Infer<{ type: "object" }>, unknown>>;
 // The hand-written NativeEngine matches the generated native/index.d.ts.
 export type C4 = Assert<Engine extends NativeEngine ? true : false>;
+// ... and so does the hand-written NativeModule (Engine.open, resolveTarget, ...).
+export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget"> extends NativeModule ? true : false>;
