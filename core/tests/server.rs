@@ -75,6 +75,29 @@ impl Srv {
         }
     }
 
+    /// Starts a long poll on task `id` with the agent's key and returns once it is parked.
+    async fn parked_wait(
+        &self,
+        id: &str,
+        timeout_ms: u64,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let r = self.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/wait?timeout_ms={timeout_ms}"),
+            Some(&self.agent),
+        );
+        let h = tokio::spawn(async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        });
+        let engine = self.engine.clone();
+        eventually("the wait to park", Duration::from_secs(5), || {
+            engine.parked() >= 1
+        })
+        .await;
+        h
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -383,22 +406,7 @@ async fn every_endpoint_round_trip(db: Db) {
 async fn wait_wakes_when_another_process_answers(db: Db) {
     let srv = start(&db).await;
     let id = create(&srv, "w-1").await;
-    let waiting = {
-        let r = srv.req(
-            Method::GET,
-            &format!("/api/v1/tasks/{id}/wait?timeout_ms=30000"),
-            Some(&srv.agent),
-        );
-        tokio::spawn(async move {
-            let resp = r.send().await.unwrap();
-            (resp.status(), resp.json::<Value>().await.unwrap())
-        })
-    };
-    let engine = srv.engine.clone();
-    eventually("the wait to park", Duration::from_secs(5), || {
-        engine.parked() >= 1
-    })
-    .await;
+    let waiting = srv.parked_wait(&id, 30000).await;
     // Another "process": a second engine on the same database answers.
     let other = db.open().await;
     other
@@ -448,22 +456,7 @@ async fn wait_limit_returns_pending(db: Db) {
 async fn shutdown_ends_open_waits(db: Db) {
     let srv = start(&db).await;
     let id = create(&srv, "w-3").await;
-    let waiting = {
-        let r = srv.req(
-            Method::GET,
-            &format!("/api/v1/tasks/{id}/wait?timeout_ms=60000"),
-            Some(&srv.agent),
-        );
-        tokio::spawn(async move {
-            let resp = r.send().await.unwrap();
-            (resp.status(), resp.json::<Value>().await.unwrap())
-        })
-    };
-    let engine = srv.engine.clone();
-    eventually("the wait to park", Duration::from_secs(5), || {
-        engine.parked() >= 1
-    })
-    .await;
+    let waiting = srv.parked_wait(&id, 60000).await;
     let started = Instant::now();
     srv.shutdown().await;
     let (s, v) = tokio::time::timeout(Duration::from_secs(2), waiting)
@@ -871,19 +864,7 @@ async fn metrics_after_traffic(db: Db) {
     assert_eq!(s, StatusCode::OK);
 
     // one long poll parked on b
-    let waiting = {
-        let r = srv.req(
-            Method::GET,
-            &format!("/api/v1/tasks/{b}/wait?timeout_ms=30000"),
-            Some(&srv.agent),
-        );
-        tokio::spawn(async move { r.send().await.unwrap().status() })
-    };
-    let engine = srv.engine.clone();
-    eventually("the wait to park", Duration::from_secs(5), || {
-        engine.parked() >= 1
-    })
-    .await;
+    let waiting = srv.parked_wait(&b, 30000).await;
 
     let (text, m) = scrape(&srv).await;
     for t in [
@@ -976,7 +957,7 @@ async fn metrics_after_traffic(db: Db) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    assert_eq!(waiting.await.unwrap().0, StatusCode::OK);
     let (text, m) = scrape(&srv).await;
     assert_eq!(
         sample(&m, r#"inloop_tasks{status="completed"}"#),
@@ -1147,22 +1128,7 @@ async fn two_replicas_share_one_database(db: Db) {
 
     // 3. a long poll on A is woken by an answer through B
     let id = create(&b, "cross-wake").await;
-    let waiting = {
-        let r = a.req(
-            Method::GET,
-            &format!("/api/v1/tasks/{id}/wait?timeout_ms=30000"),
-            Some(&a.agent),
-        );
-        tokio::spawn(async move {
-            let resp = r.send().await.unwrap();
-            (resp.status(), resp.json::<Value>().await.unwrap())
-        })
-    };
-    let engine = a.engine.clone();
-    eventually("the wait on A to park", Duration::from_secs(5), || {
-        engine.parked() >= 1
-    })
-    .await;
+    let waiting = a.parked_wait(&id, 30000).await;
     let (s, v) = answer_via(&b, &id, "carol").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let answered = Instant::now();

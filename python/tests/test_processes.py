@@ -111,6 +111,15 @@ async def test_timeout_is_enforced_for_an_agent_process(
     assert (await client.list())[0].status is Status.TIMED_OUT
 
 
+def run_snippet(
+    code: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh Python process (the inloop runtime and configuration from zero)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=30
+    )
+
+
 def test_default_database_is_dot_inloop_under_cwd(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "INLOOP_DATABASE_URL"}
     code = (
@@ -121,14 +130,7 @@ def test_default_database_is_dot_inloop_under_cwd(tmp_path: Path) -> None:
         "    print(c.database_url)\n"
         "asyncio.run(main())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_snippet(code, tmp_path, env)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / ".inloop" / "inloop.db").exists()
     assert out.stdout.strip().endswith("/.inloop/inloop.db")
@@ -143,14 +145,7 @@ def test_env_var_configures_the_database(tmp_path: Path) -> None:
         "    await inloop.Client().create('hi', payload={}, response={'type': 'boolean'})\n"
         "asyncio.run(main())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_snippet(code, tmp_path, env)
     assert out.returncode == 0, out.stderr
     assert target.exists() and not (tmp_path / ".inloop").exists()
 
@@ -166,14 +161,7 @@ def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
         "        print('config:', e)\n"
         "asyncio.run(main())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_snippet(code, tmp_path, env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("config: configuration error: unsupported database URL")
 
