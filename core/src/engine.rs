@@ -608,6 +608,8 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         answered_via: None,
         cancelled_by: None,
         cancel_reason: None,
+        claimed_by: None,
+        claimed_at: None,
         created_at: now,
         updated_at: now,
         deadline,

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod rules;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod users;
 pub mod wait;
 
 pub use client::AnyEngine;

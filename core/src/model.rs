@@ -78,9 +78,9 @@ pub struct Task {
     pub digest: String,
     /// Where the request is delivered (`"slack:#ops"`, `"email:a@x.com"` ...).
     pub notify: Vec<String>,
-    /// Who the request is for (user names or e-mail addresses). Recorded and listed; who may
-    /// answer is enforced once identities exist (`inloop serve`): today any caller with
-    /// database access may answer.
+    /// Who the request is for: user names, e-mail addresses or `role:NAME`. Reviewers see
+    /// and answer the tasks assigned to them (and unassigned ones when the namespace allows);
+    /// the core checks this on every path (`Engine::answer_as`).
     pub assign_to: Vec<String>,
     pub status: Status,
     pub response: Option<Value>,
@@ -92,6 +92,12 @@ pub struct Task {
     pub cancelled_by: Option<String>,
     /// Why the task was cancelled, when it was.
     pub cancel_reason: Option<String>,
+    /// The reviewer working on the task (claimed in the dashboard or through the API); while
+    /// set, only they (or an admin) may answer.
+    pub claimed_by: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub claimed_at: Option<i64>,
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,

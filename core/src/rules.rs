@@ -109,6 +109,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
             at: task.deadline.unwrap_or(now),
         };
         let decision = Decision {
+            claim: None,
             update: Some(timeout_update(now)),
             audit: vec![
                 timeout_audit(task),
@@ -132,6 +133,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
         );
         return (
             Decision {
+                claim: None,
                 update: None,
                 audit: vec![row],
             },
@@ -139,6 +141,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
         );
     }
     let decision = Decision {
+        claim: None,
         update: Some(Update {
             status: Status::Completed,
             response: Some(a.response.clone()),
@@ -195,6 +198,7 @@ pub fn invalid_answer(
     );
     (
         Decision {
+            claim: None,
             update: None,
             audit: vec![row],
         },
@@ -212,6 +216,7 @@ pub fn cancel(
 ) -> (Decision, Result<()>) {
     if is_overdue(task, now) {
         let d = Decision {
+            claim: None,
             update: Some(timeout_update(now)),
             audit: vec![timeout_audit(task)],
         };
@@ -226,6 +231,7 @@ pub fn cancel(
         return (Decision::default(), Err(ended_error(task)));
     }
     let decision = Decision {
+        claim: None,
         update: Some(Update {
             status: Status::Cancelled,
             response: None,
@@ -250,6 +256,7 @@ pub fn expire(task: &Task, now: i64) -> (Decision, ()) {
     if is_overdue(task, now) {
         (
             Decision {
+                claim: None,
                 update: Some(timeout_update(now)),
                 audit: vec![timeout_audit(task)],
             },

@@ -46,6 +46,9 @@ pub struct NewAudit {
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
     pub update: Option<Update>,
+    /// A change of claim: `Some(Some(who))` claims (at the transition's time), `Some(None)`
+    /// releases.
+    pub claim: Option<Option<String>>,
     pub audit: Vec<NewAudit>,
 }
 

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_keys",
         include_str!("../../migrations/postgres/0002_api_keys.sql"),
     ),
+    (
+        3,
+        "users",
+        include_str!("../../migrations/postgres/0003_users.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

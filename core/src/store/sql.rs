@@ -12,7 +12,7 @@ macro_rules! task_cols {
     () => {
         "id, namespace, key, title, payload, payload_schema, response_schema, digest, notify, \
          assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
-         created_at, updated_at, deadline, ended_at"
+         created_at, updated_at, deadline, ended_at, claimed_by, claimed_at"
     };
 }
 
@@ -80,6 +80,8 @@ macro_rules! sql_store {
                 updated_at: r.try_get("updated_at")?,
                 deadline: r.try_get("deadline")?,
                 ended_at: r.try_get("ended_at")?,
+                claimed_by: r.try_get("claimed_by")?,
+                claimed_at: r.try_get("claimed_at")?,
             })
         }
 
@@ -205,7 +207,7 @@ macro_rules! sql_store {
                 let mut tx = self.writer.begin_with($begin).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head) VALUES ",
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -228,6 +230,8 @@ macro_rules! sql_store {
                 .bind(t.updated_at)
                 .bind(t.deadline)
                 .bind(t.ended_at)
+                .bind(&t.claimed_by)
+                .bind(t.claimed_at)
                 .bind(head.0)
                 .bind(&head.1)
                 .execute(&mut *tx)
@@ -318,6 +322,7 @@ macro_rules! sql_store {
                 } else {
                     append_audit(&mut tx, id, now, head, decision.audit).await?
                 };
+                let changed = decision.update.is_some() || decision.claim.is_some();
                 if let Some(u) = decision.update {
                     after.status = u.status;
                     after.response = u.response;
@@ -326,11 +331,18 @@ macro_rules! sql_store {
                     after.cancelled_by = u.cancelled_by;
                     after.cancel_reason = u.cancel_reason;
                     after.ended_at = u.ended_at;
+                }
+                if let Some(claim) = decision.claim {
+                    after.claimed_at = claim.as_ref().map(|_| now);
+                    after.claimed_by = claim;
+                }
+                if changed {
                     after.updated_at = now;
                     sqlx::query(
                         "UPDATE inloop_tasks SET status = $2, response = $3, answered_by = $4, \
                          answered_via = $5, cancelled_by = $6, cancel_reason = $7, ended_at = $8, \
-                         updated_at = $9, audit_seq = $10, audit_head = $11 WHERE id = $1",
+                         updated_at = $9, audit_seq = $10, audit_head = $11, claimed_by = $12, \
+                         claimed_at = $13 WHERE id = $1",
                     )
                     .bind(id.to_string())
                     .bind(after.status.as_str())
@@ -343,6 +355,8 @@ macro_rules! sql_store {
                     .bind(now)
                     .bind(head.0)
                     .bind(&head.1)
+                    .bind(&after.claimed_by)
+                    .bind(after.claimed_at)
                     .execute(&mut *tx)
                     .await?;
                 } else if head.0 != before_seq {

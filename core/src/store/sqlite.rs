@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_keys",
         include_str!("../../migrations/sqlite/0002_api_keys.sql"),
     ),
+    (
+        3,
+        "users",
+        include_str!("../../migrations/sqlite/0003_users.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -1,0 +1,5 @@
+//! The reviewer dashboard served by `inloop serve`: server-rendered HTML (maud, escaped by
+//! construction), a form generated from each task's response JSON Schema, and a small script
+//! for live updates over server-sent events. No build step: assets are compiled in.
+
+pub mod view;

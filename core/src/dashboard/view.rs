@@ -1,0 +1,98 @@
+//! What the dashboard's pages show: plain data that the server's handlers fill in and the
+//! page functions render. Nothing here touches the database.
+
+use serde_json::Value;
+
+use crate::error::FieldError;
+use crate::model::{AuditEvent, Status, Task};
+use crate::users::Role;
+
+/// The signed-in person looking at a page.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub name: String,
+    pub role: Role,
+    /// The session's CSRF token: every state-changing form carries it as the `csrf` field.
+    pub csrf: String,
+}
+
+/// The queue's filters, as given in the query string (`/tasks?status=pending&assignee=alice`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct QueueFilter {
+    /// A status name, or `all`; `pending` when absent.
+    pub status: Option<String>,
+    /// Only tasks assigned to this user name, e-mail address or `role:NAME`.
+    pub assignee: Option<String>,
+    /// Only tasks whose key starts with this.
+    pub key: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The queue page (`GET /tasks`).
+pub struct QueueView<'a> {
+    pub viewer: &'a Viewer,
+    /// How many tasks this viewer can see in each status (every status, in a fixed order).
+    pub counts: &'a [(Status, u64)],
+    pub filter: &'a QueueFilter,
+    /// The page of tasks, newest first.
+    pub tasks: &'a [Task],
+    /// Link target for "older": the same filters with `cursor` set to this.
+    pub next_cursor: Option<&'a str>,
+}
+
+/// What the viewer may do on a task page (decided by the core's rules, not by the page).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Permissions {
+    pub answer: bool,
+    pub claim: bool,
+    pub release: bool,
+    pub cancel: bool,
+}
+
+/// A one-line message at the top of a page after an action.
+#[derive(Debug, Clone)]
+pub enum Flash {
+    Ok(String),
+    Error(String),
+}
+
+/// The answer form's state: a refused submission keeps what was typed and shows why.
+#[derive(Debug, Clone, Default)]
+pub struct FormState<'a> {
+    /// The values to show (a previous submission); `None` shows the schema's defaults.
+    pub values: Option<&'a Value>,
+    /// Field errors from the core's validation (JSON Pointer paths into the answer).
+    pub errors: &'a [FieldError],
+}
+
+/// The task page (`GET /tasks/{id}`).
+pub struct TaskView<'a> {
+    pub viewer: &'a Viewer,
+    pub task: &'a Task,
+    /// The audit trail, oldest first.
+    pub audit: &'a [AuditEvent],
+    pub may: Permissions,
+    pub form: FormState<'a>,
+    pub flash: Option<Flash>,
+}
+
+/// The sign-in page (`GET /login`).
+pub struct LoginView<'a> {
+    /// The pre-session CSRF token (double-submit: also in the `inloop_csrf` cookie).
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    /// Where to go after signing in (a local path).
+    pub next: &'a str,
+}
+
+/// The first-run page (`GET /setup?token=...`): creates the first admin.
+pub struct SetupView<'a> {
+    pub token: &'a str,
+    pub csrf: &'a str,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
