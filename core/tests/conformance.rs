@@ -1674,8 +1674,8 @@ async fn concurrent_opens_migrate_once(db: Db) {
     );
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
     assert_eq!(
+        db.raw_count("SELECT COUNT(*) FROM inloop_migrations").await,
         3 // 0001 tasks, 0002 API keys, 0003 users
-        2 // 0001 tasks, 0002 API keys
     );
     let id = a.create(task("migrated")).await.unwrap().task.id;
     assert_eq!(b.get(id).await.unwrap().id, id);
