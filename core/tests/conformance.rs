@@ -1685,7 +1685,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     let d = db.open().await;
     assert_eq!(
         db.raw_count("SELECT COUNT(*) FROM inloop_migrations").await,
-        2 // 0001 tasks, 0002 API keys
+        3
     );
     assert_eq!(d.get(id).await.unwrap().status, Status::Pending);
     assert_eq!(d.backend(), db.backend);
