@@ -18,6 +18,8 @@ pub mod kind {
     pub const ANSWER_REFUSED: &str = "answer_refused";
     pub const TIMED_OUT: &str = "timed_out";
     pub const CANCELLED: &str = "cancelled";
+    pub const CLAIMED: &str = "claimed";
+    pub const RELEASED: &str = "released";
 }
 
 /// Hash of one row, over the previous hash and the canonical JSON of its fields.

@@ -7,12 +7,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::access::{self, Principal, Unassigned};
 use crate::audit::{self, ChainCheck, kind};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, now_ms};
 use crate::rules;
 use crate::schema::{self, Schema};
-use crate::store::{Backend, ListQuery, NewAudit, Store, StoreOptions};
+use crate::store::{Backend, Decision, ListQuery, NewAudit, Store, StoreOptions};
 use crate::wait::{Hub, Subscription};
 
 /// Tuning knobs; the defaults suit both an agent process and a server.
@@ -216,6 +217,13 @@ impl Engine {
 
     /// Tasks matching `filter`, newest first, one page at a time.
     pub async fn list(&self, filter: ListFilter) -> Result<Page> {
+        self.list_as(filter, &Principal::Trusted).await
+    }
+
+    /// [`Engine::list`], restricted to what `who` may see (an API key: its namespace; a
+    /// reviewer: tasks assigned to them, claimed or answered by them, and unassigned tasks
+    /// unless the namespace keeps those for admins).
+    pub async fn list_as(&self, filter: ListFilter, who: &Principal) -> Result<Page> {
         let limit = filter.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(Error::InvalidArgument(format!(
@@ -230,18 +238,12 @@ impl Engine {
             ),
             None => None,
         };
-        if let Some(ns) = &filter.namespace {
-            check_namespace(ns)?;
-        }
-        let q = ListQuery {
-            namespace: filter.namespace,
-            status: filter.status,
-            key_prefix: filter.key_prefix.filter(|p| !p.is_empty()),
-            created_after: filter.created_after,
-            created_before: filter.created_before,
-            before_id,
-            limit: i64::from(limit) + 1,
-        };
+        let mut q = self.scope(filter.namespace, filter.key_prefix, filter.assignee, who)?;
+        q.status = filter.status;
+        q.created_after = filter.created_after;
+        q.created_before = filter.created_before;
+        q.before_id = before_id;
+        q.limit = i64::from(limit) + 1;
         let mut items = self.inner.store.list(&q).await?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -252,20 +254,138 @@ impl Engine {
         Ok(Page { items, next_cursor })
     }
 
-    /// Submits an answer. It is validated against the response schema here, in the core; an
-    /// invalid answer leaves the task pending and is audited. Exactly one answer is accepted:
-    /// any later one gets [`Error::Conflict`] naming who answered and when.
+    /// How many tasks `who` can see in each status (every status, in a fixed order),
+    /// within `namespace`, key prefix and assignee when given.
+    pub async fn counts_as(
+        &self,
+        namespace: Option<String>,
+        key_prefix: Option<String>,
+        assignee: Option<String>,
+        who: &Principal,
+    ) -> Result<Vec<(Status, u64)>> {
+        let q = self.scope(namespace, key_prefix, assignee, who)?;
+        Ok(fill_counts(&self.inner.store.count_by_status(&q).await?))
+    }
+
+    /// The part of a listing query that says what `who` may see.
+    fn scope(
+        &self,
+        namespace: Option<String>,
+        key_prefix: Option<String>,
+        assignee: Option<String>,
+        who: &Principal,
+    ) -> Result<ListQuery> {
+        if let Some(ns) = &namespace {
+            check_namespace(ns)?;
+        }
+        let namespace = match who {
+            Principal::ApiKey(k) => match namespace {
+                Some(ns) if ns != k.namespace => {
+                    return Err(Error::Forbidden(format!(
+                        "this API key is for namespace {:?}, not {ns:?}",
+                        k.namespace
+                    )));
+                }
+                _ => Some(k.namespace.clone()),
+            },
+            _ => namespace,
+        };
+        let viewer = match who {
+            Principal::User(u) if u.role != crate::users::Role::Admin => Some(u.clone()),
+            _ => None,
+        };
+        Ok(ListQuery {
+            namespace,
+            key_prefix: key_prefix.filter(|p| !p.is_empty()),
+            assignee: assignee.filter(|a| !a.is_empty()),
+            viewer,
+            ..Default::default()
+        })
+    }
+
+    /// The task, if `who` may see it; `NotFound` otherwise (its existence is not revealed).
+    pub async fn get_as(&self, id: Uuid, who: &Principal) -> Result<Task> {
+        let task = self.get(id).await?;
+        let policy = self.policy(&id, who).await?;
+        if access::can_see(&task, who, policy) {
+            Ok(task)
+        } else {
+            Err(Error::NotFound(id.to_string()))
+        }
+    }
+
+    /// The unassigned-task policy that applies to `who` acting on task `id` (read only for
+    /// reviewers: nobody else depends on it).
+    async fn policy(&self, id: &Uuid, who: &Principal) -> Result<Unassigned> {
+        match who {
+            Principal::User(u) if u.role != crate::users::Role::Admin => {
+                match self.inner.store.policy_for_task(id).await? {
+                    Some(p) => p.parse(),
+                    None => Ok(Unassigned::default()),
+                }
+            }
+            _ => Ok(Unassigned::default()),
+        }
+    }
+
+    /// Sets who may see and answer the unassigned tasks of `namespace`.
+    pub async fn set_unassigned_policy(&self, namespace: &str, policy: Unassigned) -> Result<()> {
+        check_namespace(namespace)?;
+        self.inner
+            .store
+            .set_namespace_policy(namespace, policy.as_str(), now_ms())
+            .await
+    }
+
+    /// Every namespace with a policy set, and its policy (others use the default).
+    pub async fn unassigned_policies(&self) -> Result<Vec<(String, Unassigned)>> {
+        self.inner
+            .store
+            .namespace_policies()
+            .await?
+            .into_iter()
+            .map(|(ns, p)| Ok((ns, p.parse()?)))
+            .collect()
+    }
+
+    /// Every committed change from now on, from this process or any other on the same
+    /// database (starts the backend's watcher). For live views; a receiver that falls behind
+    /// gets `Lagged` and should refresh.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<crate::wait::Change> {
+        self.start_background();
+        self.inner.hub.changes()
+    }
+
+    /// Submits an answer with direct database access (trusted, like an admin: the SDKs and the
+    /// CLI). See [`Engine::answer_as`].
     pub async fn answer(&self, id: Uuid, answer: Answer) -> Result<Task> {
+        self.answer_as(id, answer, &Principal::Trusted).await
+    }
+
+    /// Submits an answer on behalf of `who`. Who may answer is checked here, under the task's
+    /// row lock ([`access::check_answer`]): a refusal is `forbidden` (audited), or `not_found`
+    /// for a task `who` may not see. A signed-in user always answers as themselves. The answer
+    /// is validated against the response schema; an invalid answer leaves the task pending
+    /// and is audited. Exactly one answer is accepted: any later one gets
+    /// [`Error::Conflict`] naming who answered and when.
+    pub async fn answer_as(&self, id: Uuid, mut answer: Answer, who: &Principal) -> Result<Task> {
+        if let Principal::User(u) = who {
+            answer.by = u.name.clone();
+        }
         check_actor(&answer.by)?;
         check_channel(&answer.channel)?;
         let too_large =
             schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES).err();
+        let policy = self.policy(&id, who).await?;
         let now = now_ms();
         // Validated under the row lock: one read, and the schema is the stored one.
         let (after, result) = self
             .inner
             .store
             .transition(&id, now, |t| {
+                if let Err(e) = access::check_answer(t, who, policy) {
+                    return rules::refuse_access(t, &answer.by, &answer.channel, e);
+                }
                 let invalid = match too_large {
                     Some(e) => Some(e),
                     None => match Schema::compile("response_schema", &t.response_schema) {
@@ -289,7 +409,7 @@ impl Engine {
         result.map(|()| after)
     }
 
-    /// Cancels a pending task; `Conflict` if it already ended.
+    /// Cancels a pending task with direct database access; `Conflict` if it already ended.
     pub async fn cancel(
         &self,
         id: Uuid,
@@ -297,6 +417,24 @@ impl Engine {
         channel: &str,
         reason: Option<&str>,
     ) -> Result<Task> {
+        self.cancel_as(id, by, channel, reason, &Principal::Trusted)
+            .await
+    }
+
+    /// Cancels a pending task on behalf of `who` (admins, trusted callers and API keys of the
+    /// task's namespace; see [`access::check_cancel`]).
+    pub async fn cancel_as(
+        &self,
+        id: Uuid,
+        by: &str,
+        channel: &str,
+        reason: Option<&str>,
+        who: &Principal,
+    ) -> Result<Task> {
+        let by = match who {
+            Principal::User(u) => u.name.as_str(),
+            _ => by,
+        };
         check_actor(by)?;
         check_channel(channel)?;
         if let Some(r) = reason
@@ -308,11 +446,77 @@ impl Engine {
                 schema::MAX_TITLE_BYTES
             )));
         }
+        let policy = self.policy(&id, who).await?;
         let now = now_ms();
         let (after, result) = self
             .inner
             .store
-            .transition(&id, now, |t| rules::cancel(t, by, channel, reason, now))
+            .transition(&id, now, |t| {
+                if let Err(e) = access::check_cancel(t, who, policy) {
+                    return (Decision::default(), Err(e));
+                }
+                rules::cancel(t, by, channel, reason, now)
+            })
+            .await?;
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
+        result.map(|()| after)
+    }
+
+    /// Claims a pending task for `by` (a signed-in user always claims for themselves): while
+    /// claimed, only they or an admin may answer. Claiming one's own claim again changes
+    /// nothing; a task claimed by someone else is `forbidden`.
+    pub async fn claim(&self, id: Uuid, by: &str, channel: &str, who: &Principal) -> Result<Task> {
+        self.claim_or_release(id, by, channel, who, true).await
+    }
+
+    /// Releases the task's claim (the claimer, or an admin). Releasing an unclaimed task
+    /// changes nothing.
+    pub async fn release(
+        &self,
+        id: Uuid,
+        by: &str,
+        channel: &str,
+        who: &Principal,
+    ) -> Result<Task> {
+        self.claim_or_release(id, by, channel, who, false).await
+    }
+
+    async fn claim_or_release(
+        &self,
+        id: Uuid,
+        by: &str,
+        channel: &str,
+        who: &Principal,
+        claim: bool,
+    ) -> Result<Task> {
+        let by = match who {
+            Principal::User(u) => u.name.as_str(),
+            _ => by,
+        };
+        check_actor(by)?;
+        check_channel(channel)?;
+        let policy = self.policy(&id, who).await?;
+        let now = now_ms();
+        let (after, result) = self
+            .inner
+            .store
+            .transition(&id, now, |t| {
+                let allowed = if claim {
+                    access::check_claim(t, who, by, policy)
+                } else {
+                    access::check_release(t, who, by, policy)
+                };
+                if let Err(e) = allowed {
+                    return (Decision::default(), Err(e));
+                }
+                if claim {
+                    rules::claim(t, by, channel, now)
+                } else {
+                    rules::release(t, by, channel, now)
+                }
+            })
             .await?;
         if after.status.is_final() {
             self.inner.hub.wake(&id);
@@ -474,14 +678,7 @@ impl Engine {
     /// How many tasks (all namespaces) are in each status, every status listed (zero when
     /// none), in a fixed order; one query (for metrics).
     pub async fn status_counts(&self) -> Result<Vec<(Status, u64)>> {
-        let rows = self.inner.store.status_counts().await?;
-        Ok(STATUSES
-            .iter()
-            .map(|&s| {
-                let n = rows.iter().find(|(r, _)| *r == s).map_or(0, |(_, n)| *n);
-                (s, n.max(0) as u64)
-            })
-            .collect())
+        Ok(fill_counts(&self.inner.store.status_counts().await?))
     }
 
     /// Closes the engine's connections and stops its background work.
@@ -514,6 +711,17 @@ const STATUSES: [Status; 5] = [
     Status::Cancelled,
     Status::VerificationExhausted,
 ];
+
+/// Every status with its count (zero when absent from `rows`), in [`STATUSES`] order.
+fn fill_counts(rows: &[(Status, i64)]) -> Vec<(Status, u64)> {
+    STATUSES
+        .iter()
+        .map(|&s| {
+            let n = rows.iter().find(|(r, _)| *r == s).map_or(0, |(_, n)| *n);
+            (s, n.max(0) as u64)
+        })
+        .collect()
+}
 
 /// Counts a waiter as parked while alive (dropped on wake, timeout or cancellation).
 struct ParkedGuard<'a>(&'a std::sync::atomic::AtomicUsize);

@@ -5,6 +5,7 @@
 //! here, accepted exactly once, and the waiter wakes within milliseconds. See
 //! `docs/architecture.md` in the repository for the design.
 
+pub mod access;
 pub mod apikeys;
 pub mod audit;
 pub mod cli;

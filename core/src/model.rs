@@ -162,6 +162,8 @@ pub struct ListFilter {
     pub namespace: Option<String>,
     pub status: Option<Status>,
     pub key_prefix: Option<String>,
+    /// Only tasks whose `assign_to` names this user, e-mail address or `role:NAME`.
+    pub assignee: Option<String>,
     /// Only tasks created at or after this time (ms since epoch).
     pub created_after: Option<i64>,
     /// Only tasks created before this time (ms since epoch).

@@ -13,10 +13,28 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Fan-out from task ids to the waiters parked on them.
-#[derive(Default)]
+/// Fan-out from task ids to the waiters parked on them, and a feed of every change (for
+/// live views such as the dashboard).
 pub struct Hub {
     slots: Mutex<HashMap<Uuid, Slot>>,
+    changes: tokio::sync::broadcast::Sender<Change>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            slots: Mutex::default(),
+            // A slow subscriber that falls this far behind gets `Lagged` and refreshes.
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// Something happened to a task: an audit row of this kind was committed (by any process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub task_id: Uuid,
+    pub kind: String,
 }
 
 struct Slot {
@@ -59,6 +77,18 @@ impl Hub {
             slot.shared.wakes.fetch_add(1, Ordering::SeqCst);
             slot.shared.notify.notify_waiters();
         }
+    }
+
+    /// Announces a committed change to the feed's subscribers (the backend's watcher calls
+    /// this for every audit row, from this process or another).
+    pub fn publish(&self, change: Change) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.changes.send(change);
+    }
+
+    /// Every change from now on. Dropping the receiver unsubscribes.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 
     /// How many distinct task ids have waiters.

@@ -844,7 +844,7 @@ async fn metrics_after_traffic(db: Db) {
         )
         .await;
     assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "invalid_answer");
-    // a key that may not answer: forbidden, not an answer refusal
+    // a key that may not answer: forbidden (the core audits it as a refused answer)
     let (s, v) = srv
         .call(
             Method::POST,
@@ -895,7 +895,7 @@ async fn metrics_after_traffic(db: Db) {
     );
     assert_eq!(
         sample(&m, r#"inloop_answers_total{outcome="refused"}"#),
-        2.0
+        3.0
     );
     assert_eq!(sample(&m, "inloop_waits_parked"), 1.0);
     let req = |route: &str, method: &str, status: u16| {

@@ -82,6 +82,16 @@ pub const ROUTES: &[Route] = &[
         make: || axum::routing::post(routes::cancel_task),
     },
     Route {
+        method: "POST",
+        path: "/api/v1/tasks/{id}/claim",
+        make: || axum::routing::post(routes::claim_task),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/tasks/{id}/release",
+        make: || axum::routing::post(routes::release_task),
+    },
+    Route {
         method: "GET",
         path: "/api/v1/tasks/{id}/audit",
         make: || axum::routing::get(routes::task_audit),

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody, KeySegment, OptionalJson, Params, TaskId};
 use super::{AppState, WAIT_DEFAULT_MS, WAIT_MAX_MS};
+use crate::access::Principal;
 use crate::apikeys::ApiKey;
 use crate::error::Error;
 use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
@@ -39,6 +40,8 @@ fn channel(key: &ApiKey) -> String {
         get_task_by_key,
         answer_task,
         cancel_task,
+        claim_task,
+        release_task,
         task_audit,
         wait_task,
         openapi,
@@ -55,6 +58,7 @@ fn channel(key: &ApiKey) -> String {
         Status,
         AnswerBody,
         CancelBody,
+        ClaimBody,
         ErrorBody
     )),
     modifiers(&BearerAuth),
@@ -75,13 +79,13 @@ impl Modify for BearerAuth {
 }
 
 /// The caller's task `id`: `404` for an unknown id and for a task of another namespace
-/// (whose existence is not revealed).
+/// (whose existence is not revealed; the core's access rules decide).
 async fn own_task(state: &AppState, key: &ApiKey, id: Uuid) -> Result<Task, ApiError> {
-    let task = state.engine.get(id).await?;
-    if task.namespace != key.namespace {
-        return Err(Error::NotFound(id.to_string()).into());
-    }
-    Ok(task)
+    Ok(state.engine.get_as(id, &as_principal(key)).await?)
+}
+
+fn as_principal(key: &ApiKey) -> Principal {
+    Principal::ApiKey(key.clone())
 }
 
 /// Create a task, or get the one its key already names.
@@ -136,6 +140,8 @@ pub(super) struct ListParams {
     status: Option<Status>,
     /// Only tasks whose key starts with this.
     key_prefix: Option<String>,
+    /// Only tasks whose `assign_to` names this user, e-mail address or `role:NAME`.
+    assignee: Option<String>,
     /// Only tasks created at or after this time (ms since the epoch).
     created_after: Option<i64>,
     /// Only tasks created before this time (ms since the epoch).
@@ -165,15 +171,19 @@ pub(super) async fn list_tasks(
 ) -> Result<Json<Page>, ApiError> {
     let page = state
         .engine
-        .list(ListFilter {
-            namespace: Some(key.namespace),
-            status: p.status,
-            key_prefix: p.key_prefix,
-            created_after: p.created_after,
-            created_before: p.created_before,
-            limit: p.limit,
-            cursor: p.cursor,
-        })
+        .list_as(
+            ListFilter {
+                namespace: None,
+                status: p.status,
+                key_prefix: p.key_prefix,
+                assignee: p.assignee,
+                created_after: p.created_after,
+                created_before: p.created_before,
+                limit: p.limit,
+                cursor: p.cursor,
+            },
+            &as_principal(&key),
+        )
         .await?;
     Ok(Json(page))
 }
@@ -253,23 +263,16 @@ pub(super) async fn answer_task(
     TaskId(id): TaskId,
     JsonBody(body): JsonBody<AnswerBody>,
 ) -> Result<Json<Task>, ApiError> {
-    if !key.allow_answer {
-        return Err(Error::Forbidden(format!(
-            "API key {:?} may not answer tasks (create one with --allow-answer)",
-            key.name
-        ))
-        .into());
-    }
-    let result = async {
-        own_task(&state, &key, id).await?;
-        let answer = Answer {
-            response: body.response,
-            by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
-            channel: channel(&key),
-        };
-        Ok::<_, ApiError>(state.engine.answer(id, answer).await?)
-    }
-    .await;
+    let answer = Answer {
+        response: body.response,
+        by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
+        channel: channel(&key),
+    };
+    let result = state
+        .engine
+        .answer_as(id, answer, &as_principal(&key))
+        .await
+        .map_err(ApiError::from);
     state.metrics.answer(result.is_ok());
     Ok(Json(result?))
 }
@@ -302,12 +305,85 @@ pub(super) async fn cancel_task(
     TaskId(id): TaskId,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Result<Json<Task>, ApiError> {
-    own_task(&state, &key, id).await?;
     let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
     Ok(Json(
         state
             .engine
-            .cancel(id, &by, &channel(&key), body.reason.as_deref())
+            .cancel_as(
+                id,
+                &by,
+                &channel(&key),
+                body.reason.as_deref(),
+                &as_principal(&key),
+            )
+            .await?,
+    ))
+}
+
+/// Who claims or releases.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(super) struct ClaimBody {
+    /// Who takes (or gives back) the task (default `apikey:<key name>`).
+    by: Option<String>,
+}
+
+/// Claim a pending task: while claimed, only the claimer (or an admin) may answer it. The key
+/// needs `--allow-answer`. Claiming one's own claim again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/claim",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body(content = Option<ClaimBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The claimed task", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 403, description = "The key may not answer, or someone else holds the task", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 409, description = "The task already ended", body = ErrorBody),
+    )
+)]
+pub(super) async fn claim_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    OptionalJson(body): OptionalJson<ClaimBody>,
+) -> Result<Json<Task>, ApiError> {
+    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    Ok(Json(
+        state
+            .engine
+            .claim(id, &by, &channel(&key), &as_principal(&key))
+            .await?,
+    ))
+}
+
+/// Release a claim (only the claimer may; `by` must name them).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/release",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body(content = Option<ClaimBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The task, unclaimed", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 403, description = "Someone else holds the task", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 409, description = "The task already ended", body = ErrorBody),
+    )
+)]
+pub(super) async fn release_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    OptionalJson(body): OptionalJson<ClaimBody>,
+) -> Result<Json<Task>, ApiError> {
+    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    Ok(Json(
+        state
+            .engine
+            .release(id, &by, &channel(&key), &as_principal(&key))
             .await?,
     ))
 }

@@ -63,6 +63,10 @@ pub struct ListQuery {
     /// Only ids below this one (the previous page's last id).
     pub before_id: Option<String>,
     pub limit: i64,
+    /// Only what this reviewer may see (`None`: everything).
+    pub viewer: Option<crate::access::Identity>,
+    /// Only tasks whose `assign_to` has this entry (case-insensitive).
+    pub assignee: Option<String>,
 }
 
 /// Connection settings shared by both backends.
@@ -208,6 +212,90 @@ impl Store {
     /// Sets `last_used_at` unless it was set less than `every_ms` ago.
     pub async fn touch_api_key(&self, id: &Uuid, now: i64, every_ms: i64) -> Result<()> {
         dispatch!(self, s => s.touch_api_key(id, now, every_ms).await)
+    }
+
+    /// Tasks per status matching `q` (see the backend's `count_by_status`).
+    pub async fn count_by_status(&self, q: &ListQuery) -> Result<Vec<(Status, i64)>> {
+        let rows = dispatch!(self, s => s.count_by_status(q).await)?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((status.parse()?, n)))
+            .collect()
+    }
+
+    pub async fn insert_user(&self, u: &crate::users::User, password_hash: &str) -> Result<()> {
+        dispatch!(self, s => s.insert_user(u, password_hash).await)
+    }
+
+    /// Inserts the first admin if no user exists and setup never ran; `false` otherwise.
+    pub async fn complete_setup(&self, u: &crate::users::User, password_hash: &str) -> Result<bool> {
+        dispatch!(self, s => s.complete_setup(u, password_hash).await)
+    }
+
+    pub async fn setup_open(&self) -> Result<bool> {
+        dispatch!(self, s => s.setup_open().await)
+    }
+
+    pub async fn user_for_login(&self, login: &str) -> Result<Option<(crate::users::User, String)>> {
+        dispatch!(self, s => s.user_for_login(login).await)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<crate::users::User>> {
+        dispatch!(self, s => s.user_by_name(name).await)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<crate::users::User>> {
+        dispatch!(self, s => s.list_users().await)
+    }
+
+    pub async fn set_user_disabled(&self, name: &str, at: Option<i64>, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.set_user_disabled(name, at, now).await)
+    }
+
+    pub async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.set_user_password(name, hash, now).await)
+    }
+
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        user: &Uuid,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        dispatch!(self, s => s.insert_session(token_hash, user, csrf, now, expires_at).await)
+    }
+
+    /// The session's user, CSRF token, last-seen time and expiry.
+    pub async fn session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(crate::users::User, String, i64, i64)>> {
+        dispatch!(self, s => s.session(token_hash).await)
+    }
+
+    pub async fn touch_session(&self, token_hash: &str, now: i64) -> Result<()> {
+        dispatch!(self, s => s.touch_session(token_hash, now).await)
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        dispatch!(self, s => s.delete_session(token_hash).await)
+    }
+
+    pub async fn delete_stale_sessions(&self, now: i64, idle_before: i64) -> Result<u64> {
+        dispatch!(self, s => s.delete_stale_sessions(now, idle_before).await)
+    }
+
+    pub async fn set_namespace_policy(&self, ns: &str, unassigned: &str, now: i64) -> Result<()> {
+        dispatch!(self, s => s.set_namespace_policy(ns, unassigned, now).await)
+    }
+
+    pub async fn namespace_policies(&self) -> Result<Vec<(String, String)>> {
+        dispatch!(self, s => s.namespace_policies().await)
+    }
+
+    pub async fn policy_for_task(&self, id: &Uuid) -> Result<Option<String>> {
+        dispatch!(self, s => s.policy_for_task(id).await)
     }
 
     /// Closes every connection.

@@ -14,6 +14,8 @@ use crate::wait::Hub;
 /// The channel a trigger `NOTIFY`s on when a task changes state; the payload is
 /// `"<status>:<task id>"`. (The name is also written in the migration.)
 pub const CHANNEL: &str = "inloop_events";
+/// The channel every audit row is announced on (`kind:task_id`), for live views.
+pub const CHANGES: &str = "inloop_changes";
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -129,16 +131,25 @@ async fn sweep(pool: &PgPool, hub: &Hub, since: i64) {
 /// Listens until the pool closes (`Ok`) or the listener fails (`Err`, the caller reconnects).
 async fn listen(pool: &PgPool, hub: &Hub) -> crate::error::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, CHANGES]).await?;
     // Anything that ended before LISTEN took effect (a waiter read the task just before).
     sweep(pool, hub, crate::model::now_ms() - 60_000).await;
     loop {
         match listener.try_recv().await {
             Ok(Some(n)) => {
-                if let Some((_, id)) = n.payload().split_once(':')
-                    && let Ok(id) = uuid::Uuid::parse_str(id)
-                {
-                    hub.wake(&id);
+                let Some((what, id)) = n.payload().rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(task_id) = uuid::Uuid::parse_str(id) else {
+                    continue;
+                };
+                if n.channel() == CHANGES {
+                    hub.publish(crate::wait::Change {
+                        task_id,
+                        kind: what.to_string(),
+                    });
+                } else {
+                    hub.wake(&task_id);
                 }
             }
             // The connection dropped and was re-established: notifications in between are
@@ -157,5 +168,7 @@ sql_store! {
     begin_write = "BEGIN",
     lock_row = " FOR UPDATE",
     migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
+    assignees = "jsonb_array_elements_text(inloop_tasks.assign_to) AS e(value)",
+    assignees_len = "jsonb_array_length",
     migrations = MIGRATIONS,
 }

@@ -16,6 +16,13 @@ macro_rules! task_cols {
     };
 }
 
+/// Columns of `inloop_users`, as `user_from_row` reads them (never the password hash).
+macro_rules! user_cols {
+    () => {
+        "id, name, email, role, created_at, disabled_at"
+    };
+}
+
 /// Columns of `inloop_api_keys`, as `api_key_from_row` reads them (never the hash).
 macro_rules! api_key_cols {
     () => {
@@ -31,6 +38,8 @@ macro_rules! sql_store {
         begin_write = $begin:literal,
         lock_row = $lock:literal,
         migrate_lock = $migrate_lock:literal,
+        assignees = $assignees:literal,
+        assignees_len = $assignees_len:literal,
         migrations = $migrations:expr $(,)?
     ) => {
         use sqlx::Row as _;
@@ -44,6 +53,18 @@ macro_rules! sql_store {
         use crate::schema::{canonical_json, sha256_hex};
         use crate::store::{Decision, ListQuery, NewAudit, parse_id};
         use crate::apikeys::ApiKey;
+        use crate::users::User;
+
+        fn user_from_row(r: &$Row) -> Result<User> {
+            Ok(User {
+                id: parse_id(&r.try_get::<String, _>("id")?)?,
+                name: r.try_get("name")?,
+                email: r.try_get("email")?,
+                role: r.try_get::<String, _>("role")?.parse()?,
+                created_at: r.try_get("created_at")?,
+                disabled_at: r.try_get("disabled_at")?,
+            })
+        }
 
         fn api_key_from_row(r: &$Row) -> Result<ApiKey> {
             Ok(ApiKey {
@@ -55,6 +76,18 @@ macro_rules! sql_store {
                 last_used_at: r.try_get("last_used_at")?,
                 revoked_at: r.try_get("revoked_at")?,
             })
+        }
+
+        /// A unique-constraint violation on a user row, as a clear error.
+        fn user_conflict(e: sqlx::Error, u: &User) -> Error {
+            match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => Error::InvalidArgument(format!(
+                    "a user named {:?}{} already exists",
+                    u.name,
+                    u.email.as_deref().map(|m| format!(" or with e-mail {m:?}")).unwrap_or_default()
+                )),
+                _ => e.into(),
+            }
         }
 
         fn task_from_row(r: &$Row) -> Result<Task> {
@@ -275,6 +308,7 @@ macro_rules! sql_store {
             }
 
             pub async fn list(&self, q: &ListQuery) -> Result<Vec<Task>> {
+                let viewer = q.viewer.as_ref();
                 let rows = sqlx::query(concat!(
                     "SELECT ", task_cols!(), " FROM inloop_tasks WHERE ",
                     "(CAST($1 AS TEXT) IS NULL OR namespace = CAST($1 AS TEXT)) AND ",
@@ -282,7 +316,14 @@ macro_rules! sql_store {
                     "(CAST($3 AS TEXT) IS NULL OR substr(key, 1, length(CAST($3 AS TEXT))) = CAST($3 AS TEXT)) AND ",
                     "(CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT)) AND ",
                     "(CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT)) AND ",
-                    "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) ",
+                    "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) AND ",
+                    // A reviewer sees what is assigned to them, what they claimed or answered,
+                    // and unassigned tasks unless the namespace keeps those for admins.
+                    "(CAST($8 AS TEXT) IS NULL OR claimed_by = CAST($8 AS TEXT) OR answered_by = CAST($8 AS TEXT) ",
+                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS TEXT))) ",
+                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
+                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
+                    "(CAST($11 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($11 AS TEXT)))) ",
                     "ORDER BY id DESC LIMIT $7"
                 ))
                 .bind(&q.namespace)
@@ -292,9 +333,41 @@ macro_rules! sql_store {
                 .bind(q.created_before)
                 .bind(&q.before_id)
                 .bind(q.limit)
+                .bind(viewer.map(|v| &v.name))
+                .bind(viewer.and_then(|v| v.email.as_ref()))
+                .bind(viewer.map(|v| format!("role:{}", v.role)))
+                .bind(&q.assignee)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(task_from_row).collect()
+            }
+
+            /// How many tasks per status match the query's namespace, key prefix, viewer and
+            /// assignee (its status, time and cursor filters are ignored).
+            pub async fn count_by_status(&self, q: &ListQuery) -> Result<Vec<(String, i64)>> {
+                let viewer = q.viewer.as_ref();
+                let rows = sqlx::query(concat!(
+                    "SELECT status, count(*) AS n FROM inloop_tasks WHERE ",
+                    "(CAST($1 AS TEXT) IS NULL OR namespace = CAST($1 AS TEXT)) AND ",
+                    "(CAST($2 AS TEXT) IS NULL OR substr(key, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)) AND ",
+                    "(CAST($3 AS TEXT) IS NULL OR claimed_by = CAST($3 AS TEXT) OR answered_by = CAST($3 AS TEXT) ",
+                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT))) ",
+                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
+                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
+                    "(CAST($6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($6 AS TEXT)))) ",
+                    "GROUP BY status"
+                ))
+                .bind(&q.namespace)
+                .bind(&q.key_prefix)
+                .bind(viewer.map(|v| &v.name))
+                .bind(viewer.and_then(|v| v.email.as_ref()))
+                .bind(viewer.map(|v| format!("role:{}", v.role)))
+                .bind(&q.assignee)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+                    .collect()
             }
 
             pub async fn transition<T, F>(&self, id: &Uuid, now: i64, decide: F) -> Result<(Task, T)>
@@ -467,6 +540,241 @@ macro_rules! sql_store {
                 .execute(&self.writer)
                 .await?;
                 Ok(())
+            }
+
+            pub async fn insert_user(&self, u: &User, password_hash: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO inloop_users (id, name, email, role, password_hash, created_at, \
+                     updated_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                )
+                .bind(u.id.to_string())
+                .bind(&u.name)
+                .bind(&u.email)
+                .bind(u.role.as_str())
+                .bind(password_hash)
+                .bind(u.created_at)
+                .bind(u.disabled_at)
+                .execute(&self.writer)
+                .await
+                .map_err(|e| user_conflict(e, u))?;
+                Ok(())
+            }
+
+            /// Creates the first admin, once: the `inloop_setup` row (id 1) can be inserted
+            /// only once, and only while no user exists.
+            pub async fn complete_setup(&self, u: &User, password_hash: &str) -> Result<bool> {
+                let mut tx = self.writer.begin_with($begin).await?;
+                let users: i64 = sqlx::query_scalar("SELECT count(*) FROM inloop_users")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if users > 0 {
+                    return Ok(false);
+                }
+                let done = sqlx::query(
+                    "INSERT INTO inloop_setup (id, done_at, user_id) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(u.created_at)
+                .bind(u.id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !done {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO inloop_users (id, name, email, role, password_hash, created_at, \
+                     updated_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL)",
+                )
+                .bind(u.id.to_string())
+                .bind(&u.name)
+                .bind(&u.email)
+                .bind(u.role.as_str())
+                .bind(password_hash)
+                .bind(u.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| user_conflict(e, u))?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            /// Whether the first-run setup is still open: no user and no setup row.
+            pub async fn setup_open(&self) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT count(*) FROM inloop_users) + (SELECT count(*) FROM inloop_setup)",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n == 0)
+            }
+
+            /// The user whose name or e-mail is `login`, with their password hash.
+            pub async fn user_for_login(&self, login: &str) -> Result<Option<(User, String)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ", user_cols!(), ", password_hash FROM inloop_users WHERE name = $1 OR email = $1 ",
+                    "ORDER BY (name = $1) DESC LIMIT 1"
+                ))
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(r) => Ok(Some((user_from_row(&r)?, r.try_get("password_hash")?))),
+                    None => Ok(None),
+                }
+            }
+
+            pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM inloop_users WHERE name = $1"))
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(user_from_row).transpose()
+            }
+
+            pub async fn list_users(&self) -> Result<Vec<User>> {
+                let rows = sqlx::query(concat!("SELECT ", user_cols!(), " FROM inloop_users ORDER BY name"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(user_from_row).collect()
+            }
+
+            /// Sets (or clears) `disabled_at` and, when disabling, ends the user's sessions.
+            /// Returns whether the user exists.
+            pub async fn set_user_disabled(&self, name: &str, at: Option<i64>, now: i64) -> Result<bool> {
+                let mut tx = self.writer.begin_with($begin).await?;
+                let n = sqlx::query("UPDATE inloop_users SET disabled_at = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if at.is_some() {
+                    sqlx::query("DELETE FROM inloop_sessions WHERE user_id IN (SELECT id FROM inloop_users WHERE name = $1)")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            /// Replaces the password hash and ends the user's sessions. Returns whether the
+            /// user exists.
+            pub async fn set_user_password(&self, name: &str, password_hash: &str, now: i64) -> Result<bool> {
+                let mut tx = self.writer.begin_with($begin).await?;
+                let n = sqlx::query("UPDATE inloop_users SET password_hash = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(password_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM inloop_sessions WHERE user_id IN (SELECT id FROM inloop_users WHERE name = $1)")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            pub async fn insert_session(
+                &self, token_hash: &str, user: &Uuid, csrf: &str, now: i64, expires_at: i64,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO inloop_sessions (token_hash, user_id, csrf, created_at, last_seen_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $4, $5)",
+                )
+                .bind(token_hash)
+                .bind(user.to_string())
+                .bind(csrf)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            /// The session's user, CSRF token and last-seen time (expired or not: the caller
+            /// decides), if the session exists.
+            pub async fn session(&self, token_hash: &str) -> Result<Option<(User, String, i64, i64)>> {
+                let row = sqlx::query(
+                    "SELECT u.id, u.name, u.email, u.role, u.created_at, u.disabled_at, \
+                     s.csrf, s.last_seen_at, s.expires_at \
+                     FROM inloop_sessions s JOIN inloop_users u ON u.id = s.user_id WHERE s.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(r) => Ok(Some((
+                        user_from_row(&r)?,
+                        r.try_get("csrf")?,
+                        r.try_get("last_seen_at")?,
+                        r.try_get("expires_at")?,
+                    ))),
+                    None => Ok(None),
+                }
+            }
+
+            pub async fn touch_session(&self, token_hash: &str, now: i64) -> Result<()> {
+                sqlx::query("UPDATE inloop_sessions SET last_seen_at = $2 WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .bind(now)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM inloop_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            /// Removes sessions past their expiry or idle since before `idle_before`.
+            pub async fn delete_stale_sessions(&self, now: i64, idle_before: i64) -> Result<u64> {
+                Ok(sqlx::query("DELETE FROM inloop_sessions WHERE expires_at <= $1 OR last_seen_at < $2")
+                    .bind(now)
+                    .bind(idle_before)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected())
+            }
+
+            pub async fn set_namespace_policy(&self, ns: &str, unassigned: &str, now: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO inloop_namespaces (name, unassigned, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET unassigned = $2, updated_at = $3",
+                )
+                .bind(ns)
+                .bind(unassigned)
+                .bind(now)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn namespace_policies(&self) -> Result<Vec<(String, String)>> {
+                let rows = sqlx::query("SELECT name, unassigned FROM inloop_namespaces ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("name")?, r.try_get("unassigned")?)))
+                    .collect()
+            }
+
+            /// The unassigned-task policy of the task's namespace (`None`: the default).
+            pub async fn policy_for_task(&self, id: &Uuid) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT n.unassigned FROM inloop_tasks t JOIN inloop_namespaces n ON n.name = t.namespace WHERE t.id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             pub async fn audit(&self, id: &Uuid) -> Result<Vec<AuditEvent>> {

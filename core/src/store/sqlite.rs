@@ -106,7 +106,8 @@ impl SqliteStore {
 
     /// Watches for commits from any connection (this process's or another's) with
     /// `PRAGMA data_version` on one dedicated connection, every `poll`; reads only the audit
-    /// rows added since, and wakes the waiters of tasks that ended.
+    /// rows added since, wakes the waiters of tasks that ended and publishes every row to the
+    /// hub's change feed.
     pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, poll: Duration) -> tokio::task::JoinHandle<()> {
         let options = self.options.clone();
         tokio::spawn(async move {
@@ -179,11 +180,11 @@ async fn watch(
             for r in &rows {
                 last_id = r.try_get("id")?;
                 let kind: String = r.try_get("kind")?;
+                let task_id = crate::store::parse_id(&r.try_get::<String, _>("task_id")?)?;
                 if crate::rules::ends_task(&kind) {
-                    hub.wake(&crate::store::parse_id(
-                        &r.try_get::<String, _>("task_id")?,
-                    )?);
+                    hub.wake(&task_id);
                 }
+                hub.publish(crate::wait::Change { task_id, kind });
             }
             if rows.len() < 1000 {
                 break;
@@ -261,5 +262,7 @@ sql_store! {
     begin_write = "BEGIN IMMEDIATE",
     lock_row = "",
     migrate_lock = "",
+    assignees = "json_each(inloop_tasks.assign_to)",
+    assignees_len = "json_array_length",
     migrations = MIGRATIONS,
 }
