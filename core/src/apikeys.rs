@@ -118,16 +118,16 @@ pub async fn list_api_keys(engine: &Engine) -> Result<Vec<ApiKey>> {
 pub async fn revoke_api_key(engine: &Engine, id: Uuid) -> Result<ApiKey> {
     let store = engine.store();
     if !store.revoke_api_key(&id, now_ms()).await? {
-        return Err(Error::NotFound(format!("API key {id}")));
+        return Err(Error::Missing(format!("API key {id}")));
     }
     store
         .api_key(&id)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("API key {id}")))
+        .ok_or_else(|| Error::Missing(format!("API key {id}")))
 }
 
 /// URL-safe base64 without padding (RFC 4648 §5).
-fn base64_url(bytes: &[u8]) -> String {
+pub(crate) fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

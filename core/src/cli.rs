@@ -19,6 +19,10 @@
 //! inloop apikey create --name NAME [--namespace NS] [--allow-answer] [--json]
 //! inloop apikey list [--json]
 //! inloop apikey revoke ID [--json]
+//! inloop user add NAME [--role admin|reviewer] [--email E] [--password-stdin] [--json]
+//! inloop user list|disable|enable NAME|reset-password NAME [--password-stdin]
+//! inloop namespace set NS --unassigned reviewers|admins
+//! inloop namespace list [--json]
 //! ```
 //!
 //! Errors go to stderr as `error [<code>]: <message>`, where the code is the engine's stable
@@ -34,6 +38,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use uuid::Uuid;
+
+mod people;
 
 use crate::apikeys::{self, ApiKey};
 use crate::audit;
@@ -137,6 +143,12 @@ enum Command {
     /// Create, list and revoke the API keys of the REST API
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Add, list, disable and reset the people who answer in the dashboard
+    #[command(subcommand)]
+    User(people::UserCommand),
+    /// Set who may see and answer a namespace's unassigned tasks
+    #[command(subcommand)]
+    Namespace(people::NamespaceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -498,6 +510,7 @@ enum Plan {
         id: Uuid,
         json: bool,
     },
+    People(people::PeoplePlan),
 }
 
 impl Plan {
@@ -506,7 +519,7 @@ impl Plan {
         matches!(
             self,
             Plan::Migrate | Plan::Create { .. } | Plan::Serve { .. } | Plan::ApikeyCreate { .. }
-        )
+        ) || matches!(self, Plan::People(p) if p.creates_database())
     }
 }
 
@@ -579,6 +592,8 @@ fn plan(command: Command, namespace: &str, io: &mut Io) -> Result<Plan, Failure>
             });
         }
         Command::Apikey(ApikeyCommand::List(a)) => return Ok(Plan::ApikeyList { json: a.json }),
+        Command::User(u) => return Ok(Plan::People(people::plan_user(u, io)?)),
+        Command::Namespace(n) => return Ok(Plan::People(people::plan_namespace(n))),
         Command::Apikey(ApikeyCommand::Revoke(a)) => {
             let id = Uuid::parse_str(a.id.trim()).map_err(|_| {
                 fail(
@@ -1032,6 +1047,7 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
                 writeln!(io.out, "revoked API key {} ({})", key.id, key.name)?;
             }
         }
+        Plan::People(p) => people::perform(engine, p, io).await?,
         Plan::Create { new, json } => {
             let created = engine.create(*new).await?;
             if json {

@@ -54,6 +54,10 @@ pub enum Error {
     #[error("task {0} not found")]
     NotFound(String),
 
+    /// Something other than a task (a user, an API key) does not exist; code `not_found`.
+    #[error("{0} not found")]
+    Missing(String),
+
     /// The idempotency key already names a task whose title, payload or schemas differ.
     #[error(
         "key {key:?} in namespace {namespace:?} already names task {existing} with a different request \
@@ -128,7 +132,7 @@ impl Error {
             Error::InvalidSchema { .. } => "invalid_schema",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::TooLarge { .. } => "too_large",
-            Error::NotFound(_) => "not_found",
+            Error::NotFound(_) | Error::Missing(_) => "not_found",
             Error::KeyReused { .. } => "key_reused",
             Error::Conflict { .. } => "conflict",
             Error::TimedOut { .. } => "timed_out",
@@ -153,6 +157,7 @@ impl Error {
                 json!({ "what": what, "size": size, "limit": limit })
             }
             Error::NotFound(id) => json!({ "id": id }),
+            Error::Missing(what) => json!({ "what": what }),
             Error::KeyReused {
                 namespace,
                 key,
