@@ -137,8 +137,7 @@ pub fn check_answer(task: &Task, who: &Principal, policy: Unassigned) -> Result<
             if let Some(e) = claimed_by_other(task, Some(&u.name)) {
                 return Err(e);
             }
-            if u.is_assigned(task)
-                || (task.assign_to.is_empty() && policy == Unassigned::Reviewers)
+            if u.is_assigned(task) || (task.assign_to.is_empty() && policy == Unassigned::Reviewers)
             {
                 Ok(())
             } else {
@@ -172,10 +171,12 @@ pub fn check_release(task: &Task, who: &Principal, by: &str, policy: Unassigned)
     let admin = matches!(who, Principal::Trusted)
         || matches!(who, Principal::User(u) if u.role == Role::Admin);
     match task.claimed_by.as_deref() {
-        Some(holder) if holder != by && !admin && !task.status.is_final() => Err(Error::Forbidden(format!(
-            "task {} is claimed by {holder}; only they or an admin may release it",
-            task.id
-        ))),
+        Some(holder) if holder != by && !admin && !task.status.is_final() => {
+            Err(Error::Forbidden(format!(
+                "task {} is claimed by {holder}; only they or an admin may release it",
+                task.id
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -187,10 +188,12 @@ pub fn check_cancel(task: &Task, who: &Principal, policy: Unassigned) -> Result<
         return Err(not_found(task));
     }
     match who {
-        Principal::User(u) if u.role != Role::Admin && !task.status.is_final() => Err(Error::Forbidden(format!(
-            "only an admin may cancel a task ({} is a {})",
-            u.name, u.role
-        ))),
+        Principal::User(u) if u.role != Role::Admin && !task.status.is_final() => {
+            Err(Error::Forbidden(format!(
+                "only an admin may cancel a task ({} is a {})",
+                u.name, u.role
+            )))
+        }
         _ => Ok(()),
     }
 }

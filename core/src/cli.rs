@@ -116,16 +116,20 @@ struct Cli {
     )]
     database_url: Option<String>,
 
-    /// Namespace of the tasks to list or create
+    /// Namespace of the tasks to list or create [default: default]
     #[arg(
         long,
         global = true,
         env = "INLOOP_NAMESPACE",
         value_name = "NS",
-        default_value = "default",
         hide_env_values = true
     )]
-    namespace: String,
+    namespace: Option<String>,
+
+    /// Optional TOML configuration file (keys: database_url, namespace, bind, public_url,
+    /// log, log_format); flags and INLOOP_* variables take precedence over it
+    #[arg(long, global = true, env = "INLOOP_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -153,14 +157,13 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on
-    #[arg(
-        long,
-        env = "INLOOP_BIND",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:7070"
-    )]
-    bind: String,
+    /// Address to listen on [default: 127.0.0.1:7070]
+    #[arg(long, env = "INLOOP_BIND", value_name = "ADDR")]
+    bind: Option<String>,
+    /// The URL people use to reach the server (links; https makes cookies Secure)
+    /// [default: http://BIND]
+    #[arg(long, env = "INLOOP_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -496,6 +499,9 @@ enum Plan {
     },
     Serve {
         bind: String,
+        public_url: Option<String>,
+        log: String,
+        json_logs: bool,
     },
     ApikeyCreate {
         name: String,
@@ -548,13 +554,18 @@ fn run(args: Vec<String>, io: &mut Io) -> i32 {
 }
 
 fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
-    // An empty INLOOP_NAMESPACE means the default, as an empty INLOOP_DATABASE_URL does.
-    let namespace = match cli.namespace.as_str() {
-        "" => "default",
-        ns => ns,
+    let file = match &cli.config {
+        Some(path) => crate::config::FileConfig::load(path)?,
+        None => Default::default(),
     };
-    let plan = plan(cli.command, namespace, io)?;
-    let url = resolve_database_url(cli.database_url.as_deref())?;
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    // An empty INLOOP_NAMESPACE means the default, as an empty INLOOP_DATABASE_URL does.
+    let namespace = nonempty(cli.namespace)
+        .or_else(|| nonempty(file.namespace.clone()))
+        .unwrap_or_else(|| "default".into());
+    let plan = plan(cli.command, &namespace, &file, io)?;
+    let database_url = nonempty(cli.database_url).or(file.database_url);
+    let url = resolve_database_url(database_url.as_deref())?;
     if !plan.creates_database() {
         check_sqlite_exists(&url)?;
     }
@@ -578,11 +589,43 @@ fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
 }
 
 /// Checks the arguments and reads any input, before the database is touched.
-fn plan(command: Command, namespace: &str, io: &mut Io) -> Result<Plan, Failure> {
+fn plan(
+    command: Command,
+    namespace: &str,
+    file: &crate::config::FileConfig,
+    io: &mut Io,
+) -> Result<Plan, Failure> {
     let tasks = match command {
         Command::Migrate => return Ok(Plan::Migrate),
         Command::Tasks(t) => t,
-        Command::Serve(a) => return Ok(Plan::Serve { bind: a.bind }),
+        Command::Serve(a) => {
+            let json_logs = match std::env::var("INLOOP_LOG_FORMAT")
+                .ok()
+                .or_else(|| file.log_format.clone())
+                .as_deref()
+            {
+                None | Some("") | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(fail(
+                        "config",
+                        format!("log format {other:?} is not text or json"),
+                    ));
+                }
+            };
+            return Ok(Plan::Serve {
+                bind: a
+                    .bind
+                    .or_else(|| file.bind.clone())
+                    .unwrap_or_else(|| crate::config::DEFAULT_BIND.into()),
+                public_url: a.public_url.or_else(|| file.public_url.clone()),
+                log: std::env::var("INLOOP_LOG")
+                    .ok()
+                    .or_else(|| file.log.clone())
+                    .unwrap_or_else(|| "info".into()),
+                json_logs,
+            });
+        }
         Command::Apikey(ApikeyCommand::Create(a)) => {
             return Ok(Plan::ApikeyCreate {
                 name: a.name,
@@ -976,22 +1019,51 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
                 return Ok(1);
             }
         }
-        Plan::Serve { bind } => {
+        Plan::Serve {
+            bind,
+            public_url,
+            log,
+            json_logs,
+        } => {
+            crate::server::logging::init(&log, json_logs)
+                .map_err(|e| fail("config", format!("INLOOP_LOG {log:?}: {e}")))?;
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
             let addr = listener
                 .local_addr()
                 .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
+            let public_url = public_url
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{addr}"));
+            let token = crate::users::random_token();
+            let setup = crate::server::setup_link(engine, &public_url, &token).await?;
             writeln!(
                 io.out,
                 "inloop serve: listening on http://{addr} (database {})",
                 redact_url(url)
             )?;
+            writeln!(io.out, "dashboard: {public_url}/")?;
+            if let Some(link) = &setup {
+                writeln!(
+                    io.out,
+                    "first run: open this link to create the admin account (works once):\n\n    {link}\n"
+                )?;
+            }
             io.out.flush()?;
-            crate::server::serve(engine.clone(), listener, crate::server::shutdown_signal())
-                .await
-                .map_err(|e| fail("io", format!("the server failed: {e}")))?;
+            let opts = crate::server::ServerOptions {
+                public_url: Some(public_url),
+                setup_token: setup.map(|_| token),
+                throttle: None,
+            };
+            crate::server::serve(
+                engine.clone(),
+                listener,
+                opts,
+                crate::server::shutdown_signal(),
+            )
+            .await
+            .map_err(|e| fail("io", format!("the server failed: {e}")))?;
             writeln!(io.out, "inloop serve: stopped")?;
         }
         Plan::ApikeyCreate {
@@ -1732,7 +1804,8 @@ mod tests {
             out_color: false,
             err_color: false,
         };
-        plan(cli.command, &cli.namespace, &mut io)
+        let ns = cli.namespace.unwrap_or_else(|| "default".into());
+        plan(cli.command, &ns, &Default::default(), &mut io)
     }
 
     fn parse_err_code(list: &[&str]) -> i32 {

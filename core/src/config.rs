@@ -201,3 +201,67 @@ mod tests {
         );
     }
 }
+
+/// The environment variable naming the optional TOML configuration file.
+pub const CONFIG_ENV: &str = "INLOOP_CONFIG";
+/// Where `inloop serve` listens by default (loopback only).
+pub const DEFAULT_BIND: &str = "127.0.0.1:7070";
+
+/// The optional TOML file (`--config` / `INLOOP_CONFIG`). Every key is optional and below a
+/// flag or an environment variable in precedence: flag > `INLOOP_*` > file > default.
+///
+/// ```toml
+/// database_url = "postgres://inloop@db/inloop"
+/// namespace = "default"
+/// bind = "0.0.0.0:7070"
+/// public_url = "https://inloop.example.com"
+/// log = "info"
+/// log_format = "json"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub namespace: Option<String>,
+    pub bind: Option<String>,
+    pub public_url: Option<String>,
+    pub log: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses the file; a missing file, a syntax error or an unknown key is a
+    /// clear [`Error::Config`].
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_keys_and_refuses_unknown_ones() {
+        let c = FileConfig::parse("bind = \"0.0.0.0:8080\"\npublic_url = \"https://x\"\n").unwrap();
+        assert_eq!(c.bind.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(c.public_url.as_deref(), Some("https://x"));
+        let e = FileConfig::parse("bnd = 1").unwrap_err().to_string();
+        assert!(e.contains("unknown field `bnd`"), "{e}");
+        assert!(FileConfig::parse("bind = ").is_err());
+        assert!(FileConfig::load(Path::new("/nonexistent/inloop.toml")).is_err());
+    }
+}

@@ -65,7 +65,6 @@ pub struct User {
     pub disabled_at: Option<i64>,
 }
 
-
 /// Passwords shorter than this are refused.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Passwords longer than this are refused (hashing cost is bounded).
@@ -168,7 +167,11 @@ async fn verify_password(password: &str, hash: &str) -> bool {
     let (password, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await

@@ -110,7 +110,10 @@ async fn reviewers_see_and_answer_only_their_tasks(db: Db) {
 
     // another's task does not exist for alice: not on get, not on answer (and nothing is
     // written to its audit trail)
-    assert!(matches!(e.get_as(bobs, &alice).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        e.get_as(bobs, &alice).await,
+        Err(Error::NotFound(_))
+    ));
     assert!(matches!(
         e.answer_as(bobs, yes(), &alice).await,
         Err(Error::NotFound(_))
@@ -218,7 +221,9 @@ async fn api_keys_and_cancel_rules(db: Db) {
     let e = db.open().await;
     let (agent, _) = create_api_key(&e, "agent", "ns", false).await.unwrap();
     let (bridge, _) = create_api_key(&e, "bridge", "ns", true).await.unwrap();
-    let (other, _) = create_api_key(&e, "other", "elsewhere", true).await.unwrap();
+    let (other, _) = create_api_key(&e, "other", "elsewhere", true)
+        .await
+        .unwrap();
     let (agent, bridge, other) = (
         Principal::ApiKey(agent),
         Principal::ApiKey(bridge),
@@ -282,9 +287,15 @@ async fn api_keys_and_cancel_rules(db: Db) {
 /// refused, a reset password ends sessions; sessions look up and end.
 async fn users_and_sessions(db: Db) {
     let e = db.open().await;
-    let alice = users::add_user(&e, "Alice", Some("Alice@Acme.com"), Role::Reviewer, "correct horse 1")
-        .await
-        .unwrap();
+    let alice = users::add_user(
+        &e,
+        "Alice",
+        Some("Alice@Acme.com"),
+        Role::Reviewer,
+        "correct horse 1",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (alice.name.as_str(), alice.email.as_deref()),
         ("alice", Some("alice@acme.com"))
@@ -301,7 +312,10 @@ async fn users_and_sessions(db: Db) {
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{name}: {r:?}");
     }
     assert_eq!(
-        users::check_login(&e, "alice", "correct horse 1").await.unwrap().id,
+        users::check_login(&e, "alice", "correct horse 1")
+            .await
+            .unwrap()
+            .id,
         alice.id
     );
     assert_eq!(
@@ -311,7 +325,11 @@ async fn users_and_sessions(db: Db) {
             .id,
         alice.id
     );
-    for (login, pw) in [("alice", "wrong password"), ("nobody", "correct horse 1"), ("", "x")] {
+    for (login, pw) in [
+        ("alice", "wrong password"),
+        ("nobody", "correct horse 1"),
+        ("", "x"),
+    ] {
         assert!(matches!(
             users::check_login(&e, login, pw).await,
             Err(Error::Unauthorized(_))
@@ -327,13 +345,25 @@ async fn users_and_sessions(db: Db) {
     // disabling signs out and refuses sign-in; enabling restores sign-in
     users::set_disabled(&e, "alice", true).await.unwrap();
     assert!(users::session(&e, &token).await.unwrap().is_none());
-    assert!(users::check_login(&e, "alice", "correct horse 1").await.is_err());
+    assert!(
+        users::check_login(&e, "alice", "correct horse 1")
+            .await
+            .is_err()
+    );
     users::set_disabled(&e, "alice", false).await.unwrap();
     let (token, _) = users::start_session(&e, &alice).await.unwrap();
-    users::reset_password(&e, "alice", "battery staple 2").await.unwrap();
+    users::reset_password(&e, "alice", "battery staple 2")
+        .await
+        .unwrap();
     assert!(users::session(&e, &token).await.unwrap().is_none());
-    assert!(users::check_login(&e, "alice", "correct horse 1").await.is_err());
-    users::check_login(&e, "alice", "battery staple 2").await.unwrap();
+    assert!(
+        users::check_login(&e, "alice", "correct horse 1")
+            .await
+            .is_err()
+    );
+    users::check_login(&e, "alice", "battery staple 2")
+        .await
+        .unwrap();
     let (token, _) = users::start_session(&e, &alice).await.unwrap();
     users::end_session(&e, &token).await.unwrap();
     assert!(users::session(&e, &token).await.unwrap().is_none());
@@ -352,7 +382,10 @@ async fn setup_creates_the_first_admin_once(db: Db) {
         users::complete_setup(&e, "first", None, "long enough 1"),
         users::complete_setup(&e, "second", None, "long enough 2"),
     );
-    assert!(a.is_ok() != b.is_ok(), "exactly one setup wins: {a:?} {b:?}");
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one setup wins: {a:?} {b:?}"
+    );
     let admin = a.or(b).unwrap();
     assert_eq!(admin.role, Role::Admin);
     assert!(!users::setup_open(&e).await.unwrap());
@@ -372,7 +405,11 @@ async fn setup_is_closed_when_users_exist(db: Db) {
         .await
         .unwrap();
     assert!(!users::setup_open(&e).await.unwrap());
-    assert!(users::complete_setup(&e, "x", None, "long enough 1").await.is_err());
+    assert!(
+        users::complete_setup(&e, "x", None, "long enough 1")
+            .await
+            .is_err()
+    );
 }
 
 /// The change feed carries every audit row of changes made through another engine (another

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Db, eventually};
 use inloop_core::apikeys::{create_api_key, revoke_api_key};
-use inloop_core::server::{ROUTES, serve};
+use inloop_core::server::{ROUTES, ServerOptions, serve};
 use inloop_core::{Answer, Engine};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -51,9 +51,14 @@ async fn serve_on(engine: Engine, (agent, reviewer, stranger): Keys) -> Srv {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(engine.clone(), listener, async {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(serve(
+        engine.clone(),
+        listener,
+        ServerOptions::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     Srv {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),

@@ -139,7 +139,10 @@ pub(super) enum PeoplePlan {
 impl PeoplePlan {
     /// Only adding a user may create the database.
     pub(super) fn creates_database(&self) -> bool {
-        matches!(self, PeoplePlan::Add { .. } | PeoplePlan::NamespaceSet { .. })
+        matches!(
+            self,
+            PeoplePlan::Add { .. } | PeoplePlan::NamespaceSet { .. }
+        )
     }
 }
 
@@ -165,7 +168,10 @@ fn password_from_stdin(io: &mut Io) -> Result<String, Failure> {
 pub(super) fn plan_user(cmd: UserCommand, io: &mut Io) -> Result<PeoplePlan, Failure> {
     Ok(match cmd {
         UserCommand::Add(a) => PeoplePlan::Add {
-            password: a.password_stdin.then(|| password_from_stdin(io)).transpose()?,
+            password: a
+                .password_stdin
+                .then(|| password_from_stdin(io))
+                .transpose()?,
             name: a.name,
             role: a.role.into(),
             email: a.email,
@@ -183,7 +189,10 @@ pub(super) fn plan_user(cmd: UserCommand, io: &mut Io) -> Result<PeoplePlan, Fai
             json: a.json,
         },
         UserCommand::ResetPassword(a) => PeoplePlan::ResetPassword {
-            password: a.password_stdin.then(|| password_from_stdin(io)).transpose()?,
+            password: a
+                .password_stdin
+                .then(|| password_from_stdin(io))
+                .transpose()?,
             name: a.name,
         },
     })
@@ -236,7 +245,8 @@ pub(super) async fn perform(
             let password = password.unwrap_or_else(generated_password);
             let user = users::add_user(engine, &name, email.as_deref(), role, &password).await?;
             if json {
-                let mut v = serde_json::to_value(&user).map_err(|e| fail("internal", e.to_string()))?;
+                let mut v =
+                    serde_json::to_value(&user).map_err(|e| fail("internal", e.to_string()))?;
                 if generated {
                     v["password"] = password.clone().into();
                 }
@@ -337,5 +347,9 @@ fn write_users(out: &mut dyn Write, all: &[User]) -> std::io::Result<()> {
             ]
         })
         .collect();
-    write_table(out, &["NAME", "ROLE", "EMAIL", "CREATED", "DISABLED"], &rows)
+    write_table(
+        out,
+        &["NAME", "ROLE", "EMAIL", "CREATED", "DISABLED"],
+        &rows,
+    )
 }

@@ -15,10 +15,13 @@ use tokio::sync::watch;
 
 use crate::engine::Engine;
 
+mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod logging;
 pub mod metrics;
 mod routes;
+pub mod session;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::Metrics;
@@ -40,6 +43,24 @@ pub struct AppState {
     shutdown: watch::Receiver<bool>,
     /// Keeps the channel open when nobody else owns the sender ([`router`]).
     _sender: Option<Arc<watch::Sender<bool>>>,
+    /// This process's first-run setup token, while setup is open.
+    setup: Arc<session::SetupToken>,
+    /// Failed sign-ins, per name and per address.
+    throttle: Arc<session::LoginThrottle>,
+    /// Mark cookies `Secure` (the public URL is https).
+    secure_cookies: bool,
+}
+
+/// How the server presents itself.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// The URL people use to reach the dashboard (links, the setup link); https makes the
+    /// session cookie `Secure`.
+    pub public_url: Option<String>,
+    /// A fixed first-run setup token instead of a random one (tests).
+    pub setup_token: Option<String>,
+    /// Sign-in throttling (default: 5 failures per name, 20 per address, in 15 minutes).
+    pub throttle: Option<(std::time::Duration, usize, usize)>,
 }
 
 /// One route: method, path (axum/OpenAPI syntax) and its handler.
@@ -123,9 +144,78 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// The dashboard's pages and actions (HTML, not part of the REST API or its OpenAPI document).
+pub const DASHBOARD_ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/",
+        make: || axum::routing::get(dashboard::index),
+    },
+    Route {
+        method: "GET",
+        path: "/login",
+        make: || axum::routing::get(dashboard::login_page).post(dashboard::login_submit),
+    },
+    Route {
+        method: "POST",
+        path: "/logout",
+        make: || axum::routing::post(dashboard::logout),
+    },
+    Route {
+        method: "GET",
+        path: "/setup",
+        make: || axum::routing::get(dashboard::setup_page).post(dashboard::setup_submit),
+    },
+    Route {
+        method: "GET",
+        path: "/tasks",
+        make: || axum::routing::get(dashboard::queue),
+    },
+    Route {
+        method: "GET",
+        path: "/tasks/{id}",
+        make: || axum::routing::get(dashboard::task_page),
+    },
+    Route {
+        method: "POST",
+        path: "/tasks/{id}/answer",
+        make: || axum::routing::post(dashboard::answer),
+    },
+    Route {
+        method: "POST",
+        path: "/tasks/{id}/claim",
+        make: || axum::routing::post(dashboard::claim),
+    },
+    Route {
+        method: "POST",
+        path: "/tasks/{id}/release",
+        make: || axum::routing::post(dashboard::release),
+    },
+    Route {
+        method: "POST",
+        path: "/tasks/{id}/cancel",
+        make: || axum::routing::post(dashboard::cancel),
+    },
+    Route {
+        method: "GET",
+        path: "/events",
+        make: || axum::routing::get(dashboard::events),
+    },
+    Route {
+        method: "GET",
+        path: "/static/app.css",
+        make: || axum::routing::get(dashboard::app_css),
+    },
+    Route {
+        method: "GET",
+        path: "/static/app.js",
+        make: || axum::routing::get(dashboard::app_js),
+    },
+];
+
 fn build(state: AppState) -> Router {
     let mut router = Router::new();
-    for r in ROUTES {
+    for r in ROUTES.iter().chain(DASHBOARD_ROUTES) {
         // Each route labels its responses with its template, for the metrics layer.
         let label = metrics::RouteLabel(r.path);
         let tag = axum::middleware::map_response(move |mut res: Response| async move {
@@ -144,40 +234,82 @@ fn build(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The router on `engine`, without shutdown handling (for tests and embedding).
-pub fn router(engine: Engine) -> Router {
-    let (tx, rx) = watch::channel(false);
-    build(AppState {
+fn state(
+    engine: Engine,
+    opts: &ServerOptions,
+    shutdown: watch::Receiver<bool>,
+    sender: Option<Arc<watch::Sender<bool>>>,
+) -> AppState {
+    let setup = Arc::new(session::SetupToken::default());
+    if let Some(t) = &opts.setup_token {
+        setup.set(t);
+    }
+    let throttle = match opts.throttle {
+        Some((window, per_login, per_address)) => {
+            session::LoginThrottle::new(window, per_login, per_address)
+        }
+        None => session::LoginThrottle::default(),
+    };
+    AppState {
         engine,
         metrics: Arc::default(),
-        shutdown: rx,
-        _sender: Some(Arc::new(tx)),
-    })
+        shutdown,
+        _sender: sender,
+        setup,
+        throttle: Arc::new(throttle),
+        secure_cookies: opts
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    }
 }
 
-/// Serves the API on `listener` until `shutdown` completes. Starts the engine's background
-/// work (waker, deadline sweeper). When `shutdown` completes, new connections are refused,
-/// open long polls return `503 unavailable` at once (clients retry) and the call returns
-/// when the requests in flight have finished.
+/// The router on `engine`, without shutdown handling (for tests and embedding).
+pub fn router(engine: Engine) -> Router {
+    router_with(engine, &ServerOptions::default())
+}
+
+/// [`router`] with options.
+pub fn router_with(engine: Engine, opts: &ServerOptions) -> Router {
+    let (tx, rx) = watch::channel(false);
+    build(state(engine, opts, rx, Some(Arc::new(tx))))
+}
+
+/// A running server's first-run setup link, if setup is open (no user yet): printed by
+/// `inloop serve` for the first admin.
+pub async fn setup_link(
+    engine: &Engine,
+    public_url: &str,
+    token: &str,
+) -> crate::Result<Option<String>> {
+    Ok(crate::users::setup_open(engine)
+        .await?
+        .then(|| format!("{}/setup?token={token}", public_url.trim_end_matches('/'))))
+}
+
+/// Serves the API and the dashboard on `listener` until `shutdown` completes. Starts the
+/// engine's background work (waker, deadline sweeper). While no user exists, prints nothing
+/// itself: `on_setup` receives the setup token to show. When `shutdown` completes, new
+/// connections are refused, open long polls return `503 unavailable` at once (clients retry),
+/// live-update streams end, and the call returns when the requests in flight have finished.
 pub async fn serve(
     engine: Engine,
     listener: tokio::net::TcpListener,
+    opts: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine.start_background();
     let (tx, rx) = watch::channel(false);
-    let app = build(AppState {
-        engine,
-        metrics: Arc::default(),
-        shutdown: rx,
-        _sender: None,
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        })
-        .await
+    let app = build(state(engine, &opts, rx, None));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    })
+    .await
 }
 
 /// Completes once `ctrl-c` or (on Unix) `SIGTERM` arrives.

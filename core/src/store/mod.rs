@@ -227,7 +227,11 @@ impl Store {
     }
 
     /// Inserts the first admin if no user exists and setup never ran; `false` otherwise.
-    pub async fn complete_setup(&self, u: &crate::users::User, password_hash: &str) -> Result<bool> {
+    pub async fn complete_setup(
+        &self,
+        u: &crate::users::User,
+        password_hash: &str,
+    ) -> Result<bool> {
         dispatch!(self, s => s.complete_setup(u, password_hash).await)
     }
 
@@ -235,7 +239,10 @@ impl Store {
         dispatch!(self, s => s.setup_open().await)
     }
 
-    pub async fn user_for_login(&self, login: &str) -> Result<Option<(crate::users::User, String)>> {
+    pub async fn user_for_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<(crate::users::User, String)>> {
         dispatch!(self, s => s.user_for_login(login).await)
     }
 
