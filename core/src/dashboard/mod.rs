@@ -2,4 +2,5 @@
 //! construction), a form generated from each task's response JSON Schema, and a small script
 //! for live updates over server-sent events. No build step: assets are compiled in.
 
+pub mod form;
 pub mod view;

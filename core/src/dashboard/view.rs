@@ -65,6 +65,10 @@ pub struct FormState<'a> {
     pub values: Option<&'a Value>,
     /// Field errors from the core's validation (JSON Pointer paths into the answer).
     pub errors: &'a [FieldError],
+    /// The refused submission's form pairs as posted: when set, the inputs show exactly what
+    /// was typed (even text that did not convert, like `12x` in a number field), ahead of
+    /// `values`.
+    pub posted: Option<&'a [(String, String)]>,
 }
 
 /// The task page (`GET /tasks/{id}`).
