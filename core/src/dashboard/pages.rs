@@ -793,7 +793,7 @@ mod tests {
     #[test]
     fn queue_lists_tasks_with_links_badges_and_times() {
         let t = task(Status::Pending);
-        let h = queue_page(&[t.clone()], &QueueFilter::default(), None);
+        let h = queue_page(std::slice::from_ref(&t), &QueueFilter::default(), None);
         assert_csp_clean_layout(&h);
         assert!(
             h.contains(&format!(r#"<a href="/tasks/{}">Approve a refund"#, t.id)),
