@@ -1605,7 +1605,8 @@ mod tests {
             h.contains(r#"type="text" name="/b" value="" maxlength="50""#),
             "{h}"
         );
-        assert!(h.contains(r#"<textarea id="f3" name="/c""#), "{h}");
+        // fields keep the schema's order: a, b, rejection_reason, c
+        assert!(h.contains(r#"<textarea id="f4" name="/c""#), "{h}");
         assert!(h.contains(r#"name="/rejection_reason""#) && h.matches("<textarea").count() == 3);
     }
 
@@ -1707,7 +1708,7 @@ mod tests {
         );
         let h = render(&s);
         assert_eq!(h.matches(r#"type="radio" name="/small""#).count(), 3, "{h}");
-        assert!(h.contains(r#"<select id="f1" name="/large""#), "{h}");
+        assert!(h.contains(r#"<select id="f2" name="/large""#), "{h}");
         assert!(h.contains(r#"<option value="e">e</option>"#), "{h}");
     }
 
