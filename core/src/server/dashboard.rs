@@ -972,6 +972,11 @@ pub(super) async fn app_css() -> Response {
     asset("text/css; charset=utf-8", assets::APP_CSS)
 }
 
+/// No icon: an empty answer (browsers ask for one on every site).
+pub(super) async fn favicon() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 pub(super) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", assets::APP_JS)
 }

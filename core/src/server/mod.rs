@@ -211,6 +211,11 @@ pub const DASHBOARD_ROUTES: &[Route] = &[
         path: "/static/app.js",
         make: || axum::routing::get(dashboard::app_js),
     },
+    Route {
+        method: "GET",
+        path: "/favicon.ico",
+        make: || axum::routing::get(dashboard::favicon),
+    },
 ];
 
 fn build(state: AppState) -> Router {

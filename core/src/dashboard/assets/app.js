@@ -36,7 +36,8 @@
   setInterval(() => localizeTimes(document), 30000);
 
   // ---- Live updates. ----
-  if (typeof EventSource !== 'function') return;
+  // Only pages with live regions (the queue, a task) listen: sign-in pages have none.
+  if (typeof EventSource !== 'function' || !document.querySelector('[data-live]')) return;
   const taskId = main.dataset.taskId;
   const source = new EventSource('/events' + (taskId ? '?task=' + encodeURIComponent(taskId) : ''));
   let timer = null;
