@@ -205,7 +205,7 @@ impl FromRequest<AppState> for Posted {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        if !same_origin(req.headers()) {
+        if !same_origin(req.headers(), state.public_origin.as_deref()) {
             return Err(message(
                 StatusCode::FORBIDDEN,
                 "Refused",
@@ -301,7 +301,7 @@ fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
 
 pub(super) async fn login_submit(State(state): State<AppState>, req: Request) -> Response {
     let ip = client_ip(&req);
-    if !same_origin(req.headers()) {
+    if !same_origin(req.headers(), state.public_origin.as_deref()) {
         return message(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -372,26 +372,28 @@ pub(super) async fn login_submit(State(state): State<AppState>, req: Request) ->
 }
 
 pub(super) async fn logout(State(state): State<AppState>, req: Request) -> Response {
-    let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
-    let posted = match Posted::from_request(req, &state).await {
-        Ok(p) => p,
-        Err(r) => return r,
+    let signed_out = |state: &AppState| {
+        see_other(
+            "/login",
+            &[set_cookie(SESSION_COOKIE, "", Some(0), state.secure_cookies)],
+        )
     };
-    drop(posted);
+    let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
+    // A session that already ended needs no CSRF check: there is nothing left to end.
+    match session(&state, req.headers()).await {
+        Ok(None) => return signed_out(&state),
+        Ok(Some(_)) => {}
+        Err(e) => return error_page(&e, None),
+    }
+    if let Err(r) = Posted::from_request(req, &state).await {
+        return r;
+    }
     if let Some(t) = token
         && let Err(e) = users::end_session(&state.engine, &t).await
     {
         return error_page(&e, None);
     }
-    see_other(
-        "/login",
-        &[set_cookie(
-            SESSION_COOKIE,
-            "",
-            Some(0),
-            state.secure_cookies,
-        )],
-    )
+    signed_out(&state)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,7 +461,7 @@ pub(super) async fn setup_page(
 }
 
 pub(super) async fn setup_submit(State(state): State<AppState>, req: Request) -> Response {
-    if !same_origin(req.headers()) {
+    if !same_origin(req.headers(), state.public_origin.as_deref()) {
         return message(
             StatusCode::FORBIDDEN,
             "Refused",
