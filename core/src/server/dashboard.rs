@@ -255,7 +255,23 @@ pub(super) async fn index(State(state): State<AppState>, headers: HeaderMap) -> 
     }
 }
 
-/// The sign-in page, with a fresh pre-session CSRF token (double-submit cookie).
+/// A page before any session (sign-in, setup): `render` gets a fresh CSRF token, which also
+/// goes into the double-submit cookie.
+fn pre_session_page(
+    state: &AppState,
+    status: StatusCode,
+    render: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let csrf = users::random_token();
+    let mut r = html(status, render(&csrf));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
+    );
+    r
+}
+
+/// The sign-in page.
 fn login_form(
     state: &AppState,
     status: StatusCode,
@@ -263,21 +279,14 @@ fn login_form(
     error: Option<&str>,
     next: &str,
 ) -> Response {
-    let csrf = users::random_token();
-    let mut r = html(
-        status,
+    pre_session_page(state, status, |csrf| {
         pages::login(&LoginView {
-            csrf: &csrf,
+            csrf,
             username,
             error,
             next,
-        }),
-    );
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
-    );
-    r
+        })
+    })
 }
 
 pub(super) async fn login_page(
@@ -375,7 +384,12 @@ pub(super) async fn logout(State(state): State<AppState>, req: Request) -> Respo
     let signed_out = |state: &AppState| {
         see_other(
             "/login",
-            &[set_cookie(SESSION_COOKIE, "", Some(0), state.secure_cookies)],
+            &[set_cookie(
+                SESSION_COOKIE,
+                "",
+                Some(0),
+                state.secure_cookies,
+            )],
         )
     };
     let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
@@ -420,22 +434,15 @@ fn setup_form(
     email: &str,
     error: Option<&str>,
 ) -> Response {
-    let csrf = users::random_token();
-    let mut r = html(
-        status,
+    pre_session_page(state, status, |csrf| {
         pages::setup(&SetupView {
             token,
-            csrf: &csrf,
+            csrf,
             name,
             email,
             error,
-        }),
-    );
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
-    );
-    r
+        })
+    })
 }
 
 pub(super) async fn setup_page(

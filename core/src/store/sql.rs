@@ -30,6 +30,25 @@ macro_rules! api_key_cols {
     };
 }
 
+/// What a reviewer may see, as SQL over `inloop_tasks`: assigned to them (placeholders `$n`,
+/// `$e`, `$r`: name, e-mail, `role:ROLE`; NULL name = no restriction), claimed or answered by
+/// them, or unassigned unless the namespace keeps those for admins; and the assignee filter
+/// (placeholder `$a`). `elems` and `len` are the backend's JSON array functions.
+macro_rules! visibility_sql {
+    ($elems:literal, $len:literal, $n:literal, $e:literal, $r:literal, $a:literal) => {
+        concat!(
+            "(CAST(", $n, " AS TEXT) IS NULL OR claimed_by = CAST(", $n, " AS TEXT) ",
+            " OR answered_by = CAST(", $n, " AS TEXT) ",
+            " OR EXISTS (SELECT 1 FROM ", $elems, " WHERE lower(value) IN (CAST(", $n,
+            " AS TEXT), CAST(", $e, " AS TEXT), CAST(", $r, " AS TEXT))) ",
+            " OR (", $len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM ",
+            "inloop_namespaces n WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
+            "(CAST(", $a, " AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $elems,
+            " WHERE lower(value) = lower(CAST(", $a, " AS TEXT)))) "
+        )
+    };
+}
+
 macro_rules! sql_store {
     (
         store = $Store:ident,
@@ -317,13 +336,7 @@ macro_rules! sql_store {
                     "(CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT)) AND ",
                     "(CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT)) AND ",
                     "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) AND ",
-                    // A reviewer sees what is assigned to them, what they claimed or answered,
-                    // and unassigned tasks unless the namespace keeps those for admins.
-                    "(CAST($8 AS TEXT) IS NULL OR claimed_by = CAST($8 AS TEXT) OR answered_by = CAST($8 AS TEXT) ",
-                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS TEXT))) ",
-                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
-                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
-                    "(CAST($11 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($11 AS TEXT)))) ",
+                    visibility_sql!($assignees, $assignees_len, "$8", "$9", "$10", "$11"),
                     "ORDER BY id DESC LIMIT $7"
                 ))
                 .bind(&q.namespace)
@@ -350,11 +363,7 @@ macro_rules! sql_store {
                     "SELECT status, count(*) AS n FROM inloop_tasks WHERE ",
                     "(CAST($1 AS TEXT) IS NULL OR namespace = CAST($1 AS TEXT)) AND ",
                     "(CAST($2 AS TEXT) IS NULL OR substr(key, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)) AND ",
-                    "(CAST($3 AS TEXT) IS NULL OR claimed_by = CAST($3 AS TEXT) OR answered_by = CAST($3 AS TEXT) ",
-                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT))) ",
-                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
-                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
-                    "(CAST($6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($6 AS TEXT)))) ",
+                    visibility_sql!($assignees, $assignees_len, "$3", "$4", "$5", "$6"),
                     "GROUP BY status"
                 ))
                 .bind(&q.namespace)
