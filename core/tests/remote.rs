@@ -9,10 +9,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::Db;
+use common::{Db, Served, serve_engine};
 use inloop_core::apikeys::create_api_key;
 use inloop_core::remote::RemoteEngine;
-use inloop_core::server::{ServerOptions, serve};
+use inloop_core::server::ServerOptions;
 use inloop_core::{Answer, Engine, Error, ListFilter, NewTask, Status};
 use serde_json::{Value, json};
 
@@ -23,8 +23,7 @@ struct Remote {
     reviewer: RemoteEngine,
     /// Direct access to the same database (another process, as far as the server knows).
     direct: Engine,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Served,
 }
 
 async fn start(db: &Db) -> Remote {
@@ -35,29 +34,18 @@ async fn start(db: &Db) -> Remote {
     let (_, reviewer) = create_api_key(&engine, "reviewer", "default", true)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(engine, listener, ServerOptions::default(), async {
-        let _ = rx.await;
-    }));
+    let server = serve_engine(engine, ServerOptions::default()).await;
     Remote {
-        agent: RemoteEngine::new(&base, &agent).unwrap(),
-        reviewer: RemoteEngine::new(&base, &reviewer).unwrap(),
+        agent: RemoteEngine::new(&server.base, &agent).unwrap(),
+        reviewer: RemoteEngine::new(&server.base, &reviewer).unwrap(),
         direct: db.open().await,
-        stop: Some(tx),
-        handle,
+        server,
     }
 }
 
 impl Remote {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
+    async fn shutdown(self) {
+        self.server.stop().await;
         self.direct.close().await;
     }
 }

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, eventually};
+use common::{Db, Served, eventually, serve_engine};
 use inloop_core::apikeys::{create_api_key, revoke_api_key};
-use inloop_core::server::{ROUTES, ServerOptions, serve};
+use inloop_core::server::{ROUTES, ServerOptions};
 use inloop_core::{Answer, Engine};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -22,8 +22,7 @@ struct Srv {
     agent: String,
     reviewer: String,
     stranger: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Served,
 }
 
 /// The three keys' secrets: agent, reviewer, stranger.
@@ -48,26 +47,15 @@ async fn start(db: &Db) -> Srv {
 
 /// Serves `engine` on its own 127.0.0.1:0 listener.
 async fn serve_on(engine: Engine, (agent, reviewer, stranger): Keys) -> Srv {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(
-        engine.clone(),
-        listener,
-        ServerOptions::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let server = serve_engine(engine.clone(), ServerOptions::default()).await;
     Srv {
-        base: format!("http://{addr}"),
+        base: server.base.clone(),
         http: reqwest::Client::new(),
         engine,
         agent,
         reviewer,
         stranger,
-        stop: Some(tx),
-        handle,
+        server,
     }
 }
 
@@ -122,13 +110,8 @@ impl Srv {
         (status, v)
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
+    async fn shutdown(self) {
+        self.server.stop().await;
         self.engine.close().await;
     }
 }
