@@ -19,8 +19,9 @@
 //! inloop apikey create --name NAME [--namespace NS] [--allow-answer] [--json]
 //! inloop apikey list [--json]
 //! inloop apikey revoke ID [--json]
-//! inloop user add NAME [--role admin|reviewer] [--email E] [--password-stdin] [--json]
+//! inloop user add NAME [--role admin|reviewer] [--email E] [--group G ...] [--password-stdin] [--json]
 //! inloop user list|disable|enable NAME|reset-password NAME [--password-stdin]
+//! inloop user groups NAME [GROUP ...]
 //! inloop namespace set NS --unassigned reviewers|admins
 //! inloop namespace list [--json]
 //! ```
