@@ -397,7 +397,7 @@ fn write_users(out: &mut dyn Write, all: &[User]) -> std::io::Result<()> {
         .collect();
     write_table(
         out,
-        &["NAME", "ROLE", "EMAIL", "CREATED", "DISABLED"],
+        &["NAME", "ROLE", "EMAIL", "GROUPS", "CREATED", "DISABLED"],
         &rows,
     )
 }
