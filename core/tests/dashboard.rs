@@ -386,6 +386,18 @@ async fn posts_need_csrf_and_a_live_session(db: Db) {
         .await
         .unwrap();
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    // an oversize form is refused before it is read
+    let huge = format!("csrf={csrf}&/note={}", "x".repeat(2 * 1024 * 1024));
+    let big = d
+        .http
+        .post(format!("{}{path}", d.base))
+        .header("cookie", format!("inloop_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // a JSON body is not a form
     let p = d
         .send(

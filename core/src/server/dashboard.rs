@@ -144,10 +144,20 @@ async fn to_sign_in(state: &AppState, next: &str) -> Response {
     Redirect::to(&format!("/login?{q}")).into_response()
 }
 
-/// A local path to return to after signing in (anything else becomes the queue).
+/// A local path to return to after signing in (anything else becomes the queue). Browsers
+/// drop tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example` would become
+/// `//evil.example`: those are refused too.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            n.into()
+        }
         _ => "/tasks".into(),
     }
 }
@@ -972,4 +982,26 @@ pub(super) async fn favicon() -> StatusCode {
 
 pub(super) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", assets::APP_JS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/tasks/1?done=x")), "/tasks/1?done=x");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/tasks", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/tasks");
+    }
 }
