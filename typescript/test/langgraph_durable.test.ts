@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
+import type { Interrupt } from "@langchain/langgraph";
 import { fileURLToPath } from "node:url";
 import { InvalidAnswer, type Client, type Task } from "../src/index.js";
 import { Resumer, invoke, taskKey } from "../src/langgraph.js";
@@ -61,6 +62,20 @@ function durable(name: string, fn: (env: Env, saver: () => Saver) => Promise<voi
 
 const thread = (): string => `thread-${randomBytes(6).toString("hex")}`;
 
+/** The first pending interrupt of the thread, once its checkpoint is written. */
+async function interruptOf(
+  graph: { getState(c: Record<string, unknown>): Promise<{ tasks: ReadonlyArray<{ interrupts: Interrupt[] }> }> },
+  config: Record<string, unknown>,
+): Promise<Interrupt> {
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const it = (await graph.getState(config)).tasks.flatMap((t) => t.interrupts)[0];
+    if (it !== undefined) return it;
+    assert.ok(Date.now() < until, "the interrupt was never checkpointed");
+    await sleep(20);
+  }
+}
+
 async function tasksOf(client: Client, n: number): Promise<Task[]> {
   const until = Date.now() + 20_000;
   for (;;) {
@@ -81,8 +96,7 @@ durable("single interrupt; an invalid answer never reaches the graph", async (en
   assert.ok(task);
   assert.deepEqual(task.payload, { orderId: "A-1" });
   // The interrupt and the inloop task are in the database: a fresh saver sees them.
-  const state = await single(saver(), []).getState(config);
-  const it = state.tasks[0]!.interrupts[0]!;
+  const it = await interruptOf(single(saver(), []), config);
   assert.equal(task.key, taskKey(tid, it.id!));
   assert.equal((it.value as { inloop: { task_id: string } }).inloop.task_id, task.id);
 
