@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from lg_graphs import Decision, checkpointer, parallel, sequential, single
 
@@ -45,7 +46,7 @@ async def tasks_of(client: Client, n: int, timeout: float = 20) -> list[Task]:
         await asyncio.sleep(0.02)
 
 
-def cfg(thread_id: str, client: Client) -> dict[str, Any]:
+def cfg(thread_id: str, client: Client) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "inloop_client": client}}
 
 
@@ -337,6 +338,101 @@ async def test_hitl_middleware_requests_map_to_a_decisions_form(
         out = await asyncio.wait_for(run, 20)
     assert sent == [{"to": "b@x.io", "body": "hello"}]
     assert out.value["messages"][-1].content == "done"
+
+
+async def test_hitl_middleware_per_call_uses_the_interrupts_own_schema(
+    client: Client, database_url: str
+) -> None:
+    """``interrupt_mode="per_call"``: one ``ToolApprovalRequest`` interrupt per gated tool
+    call, each its own task whose form is the interrupt's ``response_schema`` (the decisions
+    that tool allows; an edit pinned to the same tool). The answer goes back as is."""
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import HumanInTheLoopMiddleware
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    ran: list[str] = []
+
+    def send_email(to: str, body: str) -> str:
+        """Sends an email."""
+        ran.append(f"send_email {to} {body}")
+        return f"sent to {to}"
+
+    def delete_file(path: str) -> str:
+        """Deletes a file."""
+        ran.append(f"delete_file {path}")
+        return f"deleted {path}"
+
+    class Model(GenericFakeChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            return self
+
+    model = Model(
+        messages=iter(
+            [
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        {"name": "send_email", "args": {"to": "a@x.io", "body": "hi"}, "id": "c1"},
+                        {"name": "delete_file", "args": {"path": "/etc/passwd"}, "id": "c2"},
+                    ],
+                ),
+                AIMessage(content="done"),
+            ]
+        )
+    )
+    tid = thread()
+    with checkpointer(database_url) as saver:
+        agent = create_agent(
+            model,
+            tools=[send_email, delete_file],
+            middleware=[
+                HumanInTheLoopMiddleware(
+                    interrupt_on={
+                        "send_email": {"allowed_decisions": ["approve", "edit"]},
+                        "delete_file": {"allowed_decisions": ["approve", "reject"]},
+                    },
+                    interrupt_mode="per_call",
+                )
+            ],
+            checkpointer=saver,
+        )
+        run = asyncio.ensure_future(
+            asyncio.to_thread(
+                invoke, agent, {"messages": [{"role": "user", "content": "mail a, delete"}]},
+                cfg(tid, client), client=client,
+            )
+        )  # fmt: skip
+        tasks = {t.title: t for t in await tasks_of(client, 2)}
+        assert set(tasks) == {"Review tool call: send_email", "Review tool call: delete_file"}
+        mail, delete = tasks["Review tool call: send_email"], tasks["Review tool call: delete_file"]
+        assert mail.payload["args"] == {"to": "a@x.io", "body": "hi"}
+        assert mail.payload["tool_call_id"] == "c1"
+        assert delete.payload["args"] == {"path": "/etc/passwd"}
+        assert parse_task_key(mail.key) is not None and parse_task_key(delete.key) is not None
+        # Each form offers exactly that tool's decisions; an edit cannot switch tools.
+        with pytest.raises(InvalidAnswer):
+            await client.answer(mail.id, {"type": "reject", "message": "no"}, by="bob")
+        with pytest.raises(InvalidAnswer):
+            await client.answer(
+                mail.id,
+                {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "/"}}},
+                by="bob",
+            )
+        with pytest.raises(InvalidAnswer):
+            await client.answer(delete.id, {"type": "edit", "edited_action": {}}, by="bob")
+        await asyncio.sleep(0.2)
+        assert ran == [] and not run.done()
+        edited = {"name": "send_email", "args": {"to": "b@x.io", "body": "hello"}}
+        await client.answer(mail.id, {"type": "edit", "edited_action": edited}, by="bob")
+        await client.answer(delete.id, {"type": "reject", "message": "never"}, by="bob")
+        out = await asyncio.wait_for(run, 20)
+    assert ran == ["send_email b@x.io hello"]
+    tool_messages = {m.tool_call_id: m for m in out.value["messages"] if isinstance(m, ToolMessage)}
+    assert "sent to b@x.io" in str(tool_messages["c1"].content)
+    assert "never" in str(tool_messages["c2"].content)
+    assert out.value["messages"][-1].content == "done"
+    assert len(await client.list(key_prefix="langgraph:")) == 2
 
 
 def test_hitl_form_round_trip() -> None:

@@ -206,6 +206,179 @@ export async function human<S extends Schema>(title: string, options: HumanOptio
   });
 }
 
+/** One tool call LangChain's `humanInTheLoopMiddleware` asks about (`ActionRequest`). */
+export interface HitlActionRequest {
+  name: string;
+  args: Record<string, unknown>;
+  description?: string;
+}
+
+/** What a reviewer may decide about one tool (`ReviewConfig` of LangChain.js). */
+export interface HitlReviewConfig {
+  actionName: string;
+  allowedDecisions: Array<"approve" | "edit" | "reject">;
+  /** JSON Schema of the arguments, for edits. */
+  argsSchema?: Record<string, unknown>;
+}
+
+/** The interrupt value of LangChain.js's `humanInTheLoopMiddleware` (`HITLRequest`). */
+export interface HitlRequest {
+  actionRequests: HitlActionRequest[];
+  reviewConfigs: HitlReviewConfig[];
+}
+
+/** One decision of a `HITLResponse`, as the middleware takes it. */
+export type HitlDecision =
+  | { type: "approve" }
+  | { type: "edit"; editedAction: { name: string; args: Record<string, unknown> } }
+  | { type: "reject"; message?: string };
+
+/** What the middleware is resumed with (`HITLResponse`): one decision per action, in order. */
+export interface HitlResponse {
+  decisions: HitlDecision[];
+}
+
+/** The inloop task for a request: title, what the person sees, and the answer's schema. */
+export interface HitlForm {
+  title: string;
+  payload: Record<string, unknown>;
+  responseSchema: Record<string, unknown>;
+}
+
+/** Whether an interrupt value is LangChain.js's batched `HITLRequest`. */
+export function isHitlRequest(value: unknown): value is HitlRequest {
+  const v = value as Partial<HitlRequest> | null;
+  return typeof v === "object" && v !== null && Array.isArray(v.actionRequests) && Array.isArray(v.reviewConfigs);
+}
+
+const TEXT = { type: "string", maxLength: 10_000 };
+
+function decisionSchema(decision: string, argsSchema: Record<string, unknown> | undefined): Record<string, unknown> {
+  const type = { const: decision };
+  switch (decision) {
+    case "approve":
+      return { type: "object", properties: { type }, required: ["type"] };
+    case "edit":
+      return {
+        type: "object",
+        properties: { type, args: argsSchema ?? { type: "object" } },
+        required: ["type", "args"],
+        description: "Run the tool with these arguments instead",
+      };
+    case "reject":
+      return {
+        type: "object",
+        properties: { type, message: TEXT },
+        required: ["type"],
+        description: "Do not run the tool; the message goes back to the model",
+      };
+    default:
+      throw new InvalidArgument(`unknown HITL decision type ${JSON.stringify(decision)}`);
+  }
+}
+
+function reviewConfig(request: HitlRequest, name: string): HitlReviewConfig | undefined {
+  return request.reviewConfigs.find((c) => c.actionName === name);
+}
+
+/**
+ * The inloop form for a `HITLRequest` of LangChain.js's `humanInTheLoopMiddleware`: the answer
+ * is `{decisions: [d0, d1, ...]}`, exactly one decision per action request, in order, each one
+ * of that action's `allowedDecisions` (`{type: "approve"}`, `{type: "edit", args}` with the
+ * arguments checked against the review config's `argsSchema` when it has one, `{type:
+ * "reject", message?}`); the core refuses anything else before it reaches the agent. The same
+ * form as Python's `hitl_form`.
+ *
+ * @example
+ * ```ts
+ * const { title, payload, responseSchema } = hitlForm(interrupt.value as HitlRequest);
+ * await client.create({ title, payload, responseSchema, key: taskKey(threadId, interrupt.id!) });
+ * ```
+ */
+export function hitlForm(request: HitlRequest): HitlForm {
+  const items = request.actionRequests.map((a) => {
+    const config = reviewConfig(request, a.name);
+    const allowed = config?.allowedDecisions?.length ? config.allowedDecisions : ["approve", "reject"];
+    return { oneOf: [...new Set(allowed)].map((d) => decisionSchema(d, config?.argsSchema)) };
+  });
+  const responseSchema = {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    type: "object",
+    properties: {
+      decisions: { type: "array", prefixItems: items, items: false, minItems: items.length, maxItems: items.length },
+    },
+    required: ["decisions"],
+  };
+  const payload = {
+    actions: request.actionRequests.map((a) => ({
+      name: a.name,
+      args: a.args ?? {},
+      description: a.description ?? null,
+      allowed_decisions: reviewConfig(request, a.name)?.allowedDecisions ?? null,
+    })),
+  };
+  const names = request.actionRequests.map((a) => a.name).join(", ");
+  return { title: `Review tool call${request.actionRequests.length > 1 ? "s" : ""}: ${names}`, payload, responseSchema };
+}
+
+/**
+ * The `HITLResponse` for an accepted answer to {@link hitlForm}'s form: an edit becomes
+ * `editedAction` with the same tool name (an edit cannot switch tools).
+ *
+ * @example
+ * ```ts
+ * await graph.invoke(new Command({ resume: { [it.id!]: hitlDecisions(it.value, task.response) } }), config);
+ * ```
+ */
+export function hitlDecisions(request: HitlRequest, answer: unknown): HitlResponse {
+  const given = (answer as { decisions?: unknown } | null)?.decisions;
+  if (!Array.isArray(given) || given.length !== request.actionRequests.length) {
+    throw new InvalidArgument(`the answer needs ${request.actionRequests.length} decision(s)`);
+  }
+  return {
+    decisions: request.actionRequests.map((action, i): HitlDecision => {
+      const d = given[i] as { type: string; args?: Record<string, unknown>; message?: string };
+      if (d.type === "edit") return { type: "edit", editedAction: { name: action.name, args: d.args ?? {} } };
+      if (d.type === "reject") return d.message === undefined ? { type: "reject" } : { type: "reject", message: d.message };
+      if (d.type === "approve") return { type: "approve" };
+      throw new InvalidArgument(`unknown HITL decision type ${JSON.stringify(d.type)}`);
+    }),
+  };
+}
+
+/** The `HITLResponse` when the review task ended without an answer: every action is rejected
+ * with `why` as the message (a timeout is never an approval). */
+export function hitlUnanswered(request: HitlRequest, why: string): HitlResponse {
+  return { decisions: request.actionRequests.map(() => ({ type: "reject", message: why })) };
+}
+
+type Kind = "human" | "hitl";
+
+/** A pending interrupt and the inloop task that answers it. */
+interface Ref {
+  it: Interrupt;
+  taskId: string;
+  kind: Kind;
+}
+
+/** The task behind `it`: the one `human()` created, or (for a `HITLRequest`) one created here,
+ * idempotently, with the same key rule; `null` for an interrupt inloop does not know. */
+async function ensureTask(client: Client, threadId: string, it: Interrupt, timeout: Timeout | undefined): Promise<Ref | null> {
+  const id = taskIdOf(it);
+  if (id !== null) return { it, taskId: id, kind: "human" };
+  if (it.id === undefined || !isHitlRequest(it.value)) return null;
+  const form = hitlForm(it.value);
+  const task = await client.create({ ...form, key: taskKey(threadId, it.id), ...(timeout !== undefined ? { timeout } : {}) });
+  return { it, taskId: task.id, kind: "hitl" };
+}
+
+function resumeFor(ref: Ref, task: Task): unknown {
+  if (ref.kind === "human") return resumeValue(task);
+  const request = ref.it.value as HitlRequest;
+  if (task.status === "completed") return hitlDecisions(request, task.response);
+  return hitlUnanswered(request, `No decision: the review task ${task.status}${task.cancelReason ? ` (${task.cancelReason})` : ""}`);
+}
+
 /** The part of a compiled LangGraph graph the helpers use. */
 export interface GraphLike {
   invoke(input: unknown, options?: Record<string, unknown>): Promise<unknown>;
@@ -225,6 +398,8 @@ export interface ResumeOptions {
   leaseNamespace?: string;
   /** How long a lease holds before another resumer may take over (default 5 minutes). */
   leaseTtl?: Timeout;
+  /** Deadline of the review tasks created for `humanInTheLoopMiddleware` requests. */
+  reviewTimeout?: Timeout;
 }
 
 type Config = Record<string, unknown> & { configurable?: Record<string, unknown> };
@@ -272,17 +447,17 @@ async function resumeEnded(
   graph: GraphLike,
   client: Client,
   config: Config,
-  ended: Array<[Interrupt, Task]>,
+  ended: Array<[Ref, Task]>,
   ns: string,
   ttl: Timeout,
 ): Promise<{ out: GraphResult | null; taskIds: string[] }> {
-  const held: Array<[Interrupt, Task, Task]> = [];
-  for (const [it, task] of ended) {
+  const held: Array<[Ref, Task, Task]> = [];
+  for (const [ref, task] of ended) {
     const lease = await acquire(client, task.id, ns, ttl);
-    if (lease !== null) held.push([it, task, lease]);
+    if (lease !== null) held.push([ref, task, lease]);
   }
   if (held.length === 0) return { out: null, taskIds: [] };
-  const resume = Object.fromEntries(held.map(([it, task]) => [it.id as string, resumeValue(task)]));
+  const resume = Object.fromEntries(held.map(([ref, task]) => [ref.it.id as string, resumeFor(ref, task)]));
   const out = split(await graph.invoke(new Command({ resume }), config));
   for (const [, , lease] of held) {
     try {
@@ -296,8 +471,10 @@ async function resumeEnded(
 
 /**
  * Runs a graph to the end, answering its inloop interrupts in this process: whenever it stops
- * on interrupts raised by {@link human}, waits (push-woken) until one of their tasks ends and
- * resumes with `Command({resume: {[interruptId]: outcome}})`. Resolves when the graph ends or
+ * on interrupts raised by {@link human} (or by LangChain.js's `humanInTheLoopMiddleware`, whose
+ * review tasks are created here, see {@link hitlForm}, with `reviewTimeout`), waits
+ * (push-woken) until one of their tasks ends and resumes with
+ * `Command({resume: {[interruptId]: outcome}})`. Resolves when the graph ends or
  * stops only on interrupts inloop does not know. If this process dies meanwhile, a
  * {@link Resumer} picks the thread up.
  *
@@ -316,30 +493,35 @@ export async function invoke(
   const ns = options.leaseNamespace ?? `${client.namespace}.resumer`;
   const ttl = options.leaseTtl ?? "5m";
   const cfg = withClient(config, client);
+  const threadId = cfg.configurable?.["thread_id"];
+  if (threadId === undefined || threadId === null) {
+    throw new InvalidArgument("invoke() needs config.configurable.thread_id (and a graph with a checkpointer)");
+  }
   let out = split(await graph.invoke(input, cfg));
   for (;;) {
-    const refs = out.interrupts.flatMap((it) => {
-      const id = taskIdOf(it);
-      return id === null ? [] : [[it, id] as const];
-    });
+    const refs: Ref[] = [];
+    for (const it of out.interrupts) {
+      const ref = await ensureTask(client, String(threadId), it, options.reviewTimeout);
+      if (ref !== null) refs.push(ref);
+    }
     if (refs.length === 0) return out;
     const ac = new AbortController();
     try {
-      await Promise.race(refs.map(([, id]) => client.wait(id, { signal: ac.signal })));
+      await Promise.race(refs.map((ref) => client.wait(ref.taskId, { signal: ac.signal })));
     } finally {
       ac.abort();
     }
-    const ended: Array<[Interrupt, Task]> = [];
-    for (const [it, id] of refs) {
-      const task = await client.get(id);
-      if (task.status !== "pending") ended.push([it, task]);
+    const ended: Array<[Ref, Task]> = [];
+    for (const ref of refs) {
+      const task = await client.get(ref.taskId);
+      if (task.status !== "pending") ended.push([ref, task]);
     }
     const r = await resumeEnded(graph, client, cfg, ended, ns, ttl);
     if (r.out !== null) {
       out = r.out;
       continue;
     }
-    const ids = new Set(ended.map(([it]) => it.id));
+    const ids = new Set(ended.map(([ref]) => ref.it.id));
     while ((await pending(graph, cfg)).interrupts.some((it) => ids.has(it.id))) {
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -348,8 +530,8 @@ export async function invoke(
 }
 
 /**
- * Resumes every thread whose inloop task ended, from any process with the graph and its
- * checkpointer. Several resumers may run at once: a lease per answer (an inloop task keyed
+ * Resumes every thread whose inloop task ended (tasks of {@link human} and of
+ * `humanInTheLoopMiddleware` reviews), from any process with the graph and its checkpointer. Several resumers may run at once: a lease per answer (an inloop task keyed
  * `inloop-resume:<task id>:<attempt>`, expiring after `leaseTtl`) lets exactly one of them
  * resume the thread for it.
  *
@@ -364,6 +546,7 @@ export class Resumer {
   readonly #client: Client;
   readonly #ns: string;
   readonly #ttl: Timeout;
+  readonly #reviewTimeout: Timeout | undefined;
   readonly #settled = new Set<string>();
 
   constructor(graph: GraphLike, options: ResumeOptions = {}) {
@@ -371,6 +554,7 @@ export class Resumer {
     this.#client = options.client ?? defaultClient();
     this.#ns = options.leaseNamespace ?? `${this.#client.namespace}.resumer`;
     this.#ttl = options.leaseTtl ?? "5m";
+    this.#reviewTimeout = options.reviewTimeout;
   }
 
   /**
@@ -410,19 +594,20 @@ export class Resumer {
   }
 
   async #resumeThread(threadId: string, tasks: Task[]): Promise<string[]> {
-    {
-      const cfg = withClient({ configurable: { thread_id: threadId } }, this.#client);
-      const open = new Map((await pending(this.#graph, cfg)).interrupts.map((it) => [it.id, it]));
-      const ended: Array<[Interrupt, Task]> = [];
-      for (const t of tasks) {
-        const it = open.get(parseTaskKey(t.key)?.[1]);
-        if (it === undefined || taskIdOf(it) !== t.id) this.#settled.add(t.id);
-        else ended.push([it, t]);
-      }
-      if (ended.length === 0) return [];
-      const r = await resumeEnded(this.#graph, this.#client, cfg, ended, this.#ns, this.#ttl);
-      for (const id of r.taskIds) this.#settled.add(id);
-      return r.taskIds;
+    const cfg = withClient({ configurable: { thread_id: threadId } }, this.#client);
+    const open = new Map((await pending(this.#graph, cfg)).interrupts.map((it) => [it.id, it]));
+    const ended: Array<[Ref, Task]> = [];
+    for (const t of tasks) {
+      const it = open.get(parseTaskKey(t.key)?.[1]);
+      const ref = it === undefined ? null : await ensureTask(this.#client, threadId, it, this.#reviewTimeout);
+      if (ref === null || ref.taskId !== t.id) this.#settled.add(t.id); // resumed already, or not ours
+      else ended.push([ref, t]);
     }
+    if (ended.length === 0) return [];
+    const r = await resumeEnded(this.#graph, this.#client, cfg, ended, this.#ns, this.#ttl);
+    for (const id of r.taskIds) this.#settled.add(id);
+    // New humanInTheLoopMiddleware requests the resume stopped on get their tasks now.
+    for (const it of r.out?.interrupts ?? []) await ensureTask(this.#client, threadId, it, this.#reviewTimeout);
+    return r.taskIds;
   }
 }

@@ -1,7 +1,7 @@
 // The LangGraph.js adapter with real graphs (MemorySaver), inloop on SQLite and PostgreSQL.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Annotation, END, MemorySaver, START, StateGraph } from "@langchain/langgraph";
+import { Annotation, END, MemorySaver, START, StateGraph, type Interrupt } from "@langchain/langgraph";
 import { z } from "zod";
 import { Cancelled, InvalidAnswer, type Client, type Task } from "../src/index.js";
 import { Resumer, human, humanOutcome, invoke, taskKey } from "../src/langgraph.js";
@@ -19,6 +19,20 @@ const State = Annotation.Root({
 type S = typeof State.State;
 
 const thread = (): string => `thread-${randomBytes(4).toString("hex")}`;
+
+/** The first pending interrupt of the thread, once its checkpoint is written. */
+async function interruptOf(
+  graph: { getState(c: Record<string, unknown>): Promise<{ tasks: ReadonlyArray<{ interrupts: Interrupt[] }> }> },
+  config: Record<string, unknown>,
+): Promise<Interrupt> {
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const it = (await graph.getState(config)).tasks.flatMap((t) => t.interrupts)[0];
+    if (it !== undefined) return it;
+    assert.ok(Date.now() < until, "the interrupt was never checkpointed");
+    await sleep(20);
+  }
+}
 
 async function tasksOf(client: Client, n: number): Promise<Task[]> {
   const until = Date.now() + 20_000;
@@ -60,8 +74,8 @@ scenario("langgraph: single interrupt, in process; an invalid answer never reach
   assert.ok(task);
   assert.equal(task.title, "Approve this refund?");
   assert.deepEqual(task.payload, { orderId: "A-1" });
-  const state = await graph.getState({ configurable: { thread_id: tid } });
-  const it = state.tasks[0]!.interrupts[0]!;
+  // The task is created inside the node, before the interrupt's checkpoint is written.
+  const it = await interruptOf(graph, { configurable: { thread_id: tid } });
   assert.equal(task.key, taskKey(tid, it.id!));
   assert.equal((it.value as { inloop: { task_id: string } }).inloop.task_id, task.id);
 

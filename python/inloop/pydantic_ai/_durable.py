@@ -116,9 +116,13 @@ class PendingRun:
         c = client or default_client()
         ns = _record_namespace(c, record_namespace)
         key = f"pydantic-ai-run:{run_id}"
-        page = await c.list(key_prefix=key, all_namespaces=True, limit=10)
-        record = next((t for t in page if t.key == key and t.namespace == ns), None)
-        if record is None:
+        try:
+            record: Task | None = await c.get_by_key(key, namespace=ns)
+        except NotFound:
+            record = None
+        # In remote mode the server looks the key up in the API key's own namespace, whatever
+        # namespace is asked for: check that the record is in the one asked for.
+        if record is None or record.namespace != ns:
             raise NotFound(f"no pending Pydantic AI run {run_id!r} in namespace {ns}")
         return cls._from_record(record, c)
 
