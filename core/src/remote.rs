@@ -293,19 +293,27 @@ impl RemoteEngine {
             .await
     }
 
-    /// The task `key` names in the API key's namespace (`_namespace` is not sent: the server
-    /// scopes every request to the API key's namespace).
-    pub async fn get_by_key(&self, _namespace: &str, key: &str) -> Result<Task> {
-        let url = self.endpoint(&["tasks", "by-key", key]);
+    /// The task `key` names in `namespace`, which must be the API key's namespace (the server
+    /// refuses another with `forbidden`, as it refuses creating there).
+    pub async fn get_by_key(&self, namespace: &str, key: &str) -> Result<Task> {
+        let mut url = self.endpoint(&["tasks", "by-key", key]);
+        url.query_pairs_mut().append_pair("namespace", namespace);
         self.call(Method::GET, url, None, REQUEST_TIMEOUT, self.deadline())
             .await
     }
 
-    /// Tasks matching `filter` in the API key's namespace (`filter.namespace` is ignored).
+    /// Tasks matching `filter` in the API key's namespace (`filter.namespace`, when given,
+    /// must be that namespace: the server refuses another with `forbidden`).
     pub async fn list(&self, filter: ListFilter) -> Result<Page> {
         let mut url = self.endpoint(&["tasks"]);
         {
             let mut q = url.query_pairs_mut();
+            if let Some(ns) = filter.namespace.as_deref() {
+                q.append_pair("namespace", ns);
+            }
+            if let Some(a) = filter.assignee.as_deref().filter(|a| !a.is_empty()) {
+                q.append_pair("assignee", a);
+            }
             if let Some(s) = filter.status {
                 q.append_pair("status", s.as_str());
             }

@@ -304,6 +304,34 @@ async fn ask_creates_waits_and_replays(db: Db) {
     r.shutdown().await;
 }
 
+/// Lookups name the key's namespace; another is refused, never silently swapped.
+async fn namespaces_are_the_keys_own(db: Db) {
+    let r = start(&db).await;
+    let id = r.agent.create(task("ns")).await.unwrap().task.id;
+    assert_eq!(r.agent.get_by_key("default", "ns").await.unwrap().id, id);
+    assert!(matches!(
+        r.agent.get_by_key("other", "ns").await,
+        Err(Error::Forbidden(_))
+    ));
+    let listed = r
+        .agent
+        .list(ListFilter {
+            namespace: Some("other".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(listed, Err(Error::Forbidden(_))), "{listed:?}");
+    let elsewhere = NewTask {
+        namespace: Some("other".into()),
+        ..task("elsewhere")
+    };
+    assert!(matches!(
+        r.agent.create(elsewhere).await,
+        Err(Error::Forbidden(_))
+    ));
+    r.shutdown().await;
+}
+
 /// Unknown ids are `not_found`.
 async fn unknown_ids_are_not_found(db: Db) {
     let r = start(&db).await;
@@ -333,4 +361,5 @@ conformance!(
     audit_chain_is_ordered_verified,
     ask_creates_waits_and_replays,
     unknown_ids_are_not_found,
+    namespaces_are_the_keys_own,
 );

@@ -136,6 +136,8 @@ pub(super) async fn create_task(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
+    /// The key's namespace (another is `403 forbidden`); implied when absent.
+    namespace: Option<String>,
     /// Only tasks in this state.
     status: Option<Status>,
     /// Only tasks whose key starts with this.
@@ -173,7 +175,7 @@ pub(super) async fn list_tasks(
         .engine
         .list_as(
             ListFilter {
-                namespace: None,
+                namespace: p.namespace,
                 status: p.status,
                 key_prefix: p.key_prefix,
                 assignee: p.assignee,
@@ -208,15 +210,24 @@ pub(super) async fn get_task(
     Ok(Json(own_task(&state, &key, id).await?))
 }
 
+/// Which namespace a by-key lookup means.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct NamespaceParam {
+    /// The key's namespace (another is `403 forbidden`); implied when absent.
+    namespace: Option<String>,
+}
+
 /// Get the task an idempotency key names (in the key's namespace).
 #[utoipa::path(
     get,
     path = "/api/v1/tasks/by-key/{key}",
     tag = "tasks",
-    params(("key" = String, Path, description = "Idempotency key (percent-encoded)")),
+    params(("key" = String, Path, description = "Idempotency key (percent-encoded)"), NamespaceParam),
     responses(
         (status = 200, description = "The task", body = Task),
         (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 403, description = "Another namespace", body = ErrorBody),
         (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
     )
 )]
@@ -224,7 +235,15 @@ pub(super) async fn get_task_by_key(
     State(state): State<AppState>,
     Caller(key): Caller,
     KeySegment(task_key): KeySegment,
+    Params(p): Params<NamespaceParam>,
 ) -> Result<Json<Task>, ApiError> {
+    if let Some(ns) = p.namespace.filter(|ns| *ns != key.namespace) {
+        return Err(Error::Forbidden(format!(
+            "this API key is for namespace {:?}, not {ns:?}",
+            key.namespace
+        ))
+        .into());
+    }
     Ok(Json(
         state.engine.get_by_key(&key.namespace, &task_key).await?,
     ))
