@@ -20,7 +20,7 @@ from pa_agents import EXECUTED, make_agent, prompt
 from pydantic_ai.tools import DeferredToolRequests
 from test_remote import Server
 
-from inloop import Client, InvalidAnswer, NotFound, Status
+from inloop import Client, InloopError, InvalidAnswer, NotFound, Status
 from inloop.langgraph import Resumer, task_key
 from inloop.pydantic_ai import PendingRun, request_humans
 
@@ -95,10 +95,10 @@ async def test_pydantic_ai_pending_run_loads_by_key_through_the_server(
     assert loaded.record_id == pending.record_id and loaded.task_ids == pending.task_ids
     with pytest.raises(NotFound):
         await PendingRun.load("no-such-run", client=remote, record_namespace=namespace)
-    # The default record namespace ("<ns>.runs") is not the key's: not found there (the
-    # server looks keys up in the key's namespace only; the adapter checks the namespace).
-    with pytest.raises(NotFound):
+    # The default record namespace ("<ns>.runs") is not the key's: the server refuses it.
+    with pytest.raises(InloopError) as refused:
         await PendingRun.load("run-remote", client=remote)
+    assert refused.value.code == "forbidden"
 
     done = await loaded.resume(make_agent())
     assert done is not None and "refunded 500.0 on A-1" in done.output

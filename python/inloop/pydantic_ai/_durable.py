@@ -120,8 +120,7 @@ class PendingRun:
             record: Task | None = await c.get_by_key(key, namespace=ns)
         except NotFound:
             record = None
-        # In remote mode the server looks the key up in the API key's own namespace, whatever
-        # namespace is asked for: check that the record is in the one asked for.
+        # Defensive: the record must be in the namespace asked for.
         if record is None or record.namespace != ns:
             raise NotFound(f"no pending Pydantic AI run {run_id!r} in namespace {ns}")
         return cls._from_record(record, c)
