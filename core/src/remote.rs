@@ -337,6 +337,22 @@ impl RemoteEngine {
     pub async fn answer(&self, id: Uuid, answer: Answer) -> Result<Task> {
         let body = json!({ "response": answer.response, "by": answer.by });
         let url = self.task_url(id, Some("answer"));
+        // An answer may wait for the task's LLM verifier (at most its timeout).
+        let limit = REQUEST_TIMEOUT + Duration::from_millis(crate::verify::MAX_TIMEOUT_MS);
+        self.call(Method::POST, url, Some(&body), limit, Retry::ConnectOnly)
+            .await
+    }
+
+    /// Records the agent's own verifier's verdict on the completed task's answer
+    /// ([`crate::Engine::submit_verdict`]).
+    pub async fn submit_verdict(
+        &self,
+        id: Uuid,
+        verdict: crate::engine::AgentVerdict,
+    ) -> Result<Task> {
+        let body = serde_json::to_value(&verdict)
+            .map_err(|e| Error::Internal(format!("verdict as JSON: {e}")))?;
+        let url = self.task_url(id, Some("verdict"));
         self.call(
             Method::POST,
             url,
