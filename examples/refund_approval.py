@@ -1,6 +1,7 @@
 """An agent that needs a person's approval before it refunds an order.
 
-Run it (the README's first command does), then answer from a second terminal:
+Run it (the README's first command does, next to `inloop serve`), then answer it in the
+dashboard, or from a second terminal:
 
     .venv/bin/inloop tasks list
     .venv/bin/inloop tasks answer --key refund-A-1 '{"approved": true, "note": "fine"}'
@@ -37,7 +38,7 @@ async def main() -> None:
     client = Client()
     print(f"agent: asking a person to approve a refund of {refund.amount} EUR ({key})")
     print(f"agent: database {client.database_url}")
-    print("agent: answer it from another terminal with")
+    print("agent: answer it in the dashboard, or from another terminal with")
     print(f"         .venv/bin/inloop tasks answer --key {key} '{{\"approved\": true}}'")
     try:
         decision = await await_human(

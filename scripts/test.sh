@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: lint, the Rust conformance suite on SQLite and a throwaway PostgreSQL, and the
-# TypeScript and Python suites on both (plus cross-language tests between them). Installs what
-# it needs (pip into .venv, npm ci into typescript/node_modules, Rust crates via cargo).
+# Runs every test: lint, the Rust conformance suite on SQLite and a throwaway PostgreSQL, the
+# TypeScript and Python suites on both (plus cross-language tests between them), and the
+# dashboard in headless Chromium. Installs what it needs (pip into .venv, npm ci into
+# typescript/ and tests/browser/, Rust crates via cargo, PostgreSQL 15 and Chromium via apt).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
@@ -41,3 +42,15 @@ say "TypeScript tests (SQLite and PostgreSQL)"
 say "Python tests (SQLite and PostgreSQL, and cross-language with TypeScript)"
 export INLOOP_REQUIRE_TS=1
 (cd python && python -m pytest -q)
+
+say "Browser tests (the dashboard in headless Chromium)"
+CHROMIUM=${INLOOP_CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  say "installing Chromium (apt)"
+  [ "$(id -u)" = 0 ] || die "Chromium is missing at $CHROMIUM; install Debian's chromium (needs root)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+cargo build -q -p inloop-core --bin inloop
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error \
+  && INLOOP_BIN="$CARGO_TARGET_DIR/$CARGO_BUILD_TARGET/debug/inloop" INLOOP_CHROMIUM="$CHROMIUM" npm test --silent)
+say "screenshots of the dashboard: tests/browser/artifacts/"

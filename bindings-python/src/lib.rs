@@ -221,6 +221,18 @@ impl Engine {
         )
     }
 
+    fn get_by_key<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(&engine.get_by_key(&namespace, &key).await.map_err(to_py)?)
+        })
+    }
+
     fn list<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyAny>> {
         let filter: ListFilter =
             serde_json::from_str(filter).map_err(|e| bad_input(format!("bad list filter: {e}")))?;

@@ -197,3 +197,31 @@ pub fn check_cancel(task: &Task, who: &Principal, policy: Unassigned) -> Result<
         _ => Ok(()),
     }
 }
+
+/// What `who` may do on the task now: the checks above, for pages that offer only what will
+/// work (the actions check again under the row lock).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub answer: bool,
+    pub claim: bool,
+    pub release: bool,
+    pub cancel: bool,
+}
+
+/// The [`Permissions`] of `who` on `task` under `policy`. `who` claims and releases as
+/// themselves (a user's name).
+pub fn permissions(task: &Task, who: &Principal, policy: Unassigned) -> Permissions {
+    if task.status.is_final() {
+        return Permissions::default();
+    }
+    let me = match who {
+        Principal::User(u) => u.name.as_str(),
+        _ => "",
+    };
+    Permissions {
+        answer: check_answer(task, who, policy).is_ok(),
+        claim: task.claimed_by.is_none() && check_claim(task, who, me, policy).is_ok(),
+        release: task.claimed_by.is_some() && check_release(task, who, me, policy).is_ok(),
+        cancel: check_cancel(task, who, policy).is_ok(),
+    }
+}

@@ -380,6 +380,13 @@ impl Engine {
         }
     }
 
+    /// What `who` may do on `task` now (answer, claim, release, cancel), by the same rules the
+    /// actions themselves apply (for pages that offer only what will work).
+    pub async fn permissions(&self, task: &Task, who: &Principal) -> Result<access::Permissions> {
+        let policy = self.policy(&task.id, who).await?;
+        Ok(access::permissions(task, who, policy))
+    }
+
     /// The unassigned-task policy that applies to `who` acting on task `id` (read only for
     /// reviewers: nobody else depends on it).
     async fn policy(&self, id: &Uuid, who: &Principal) -> Result<Unassigned> {

@@ -95,8 +95,9 @@ pub struct Task {
     pub cancel_reason: Option<String>,
     /// The reviewer working on the task (claimed in the dashboard or through the API); while
     /// set, only they (or an admin) may answer.
+    #[serde(default)]
     pub claimed_by: Option<String>,
-    #[serde(with = "rfc3339_opt")]
+    #[serde(default, with = "rfc3339_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub claimed_at: Option<i64>,
     #[serde(with = "rfc3339")]

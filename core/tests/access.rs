@@ -447,4 +447,59 @@ conformance!(
     setup_creates_the_first_admin_once,
     setup_is_closed_when_users_exist,
     change_feed_sees_other_processes,
+    documents_keep_their_key_order,
 );
+
+/// Documents keep their key order on both backends (the form shows a schema's properties in
+/// the order given; the payload reads in the order the agent wrote it).
+async fn documents_keep_their_key_order(db: Db) {
+    let e = db.open().await;
+    let schema: Value = serde_json::from_str(
+        r#"{"type":"object","properties":{"zeta":{"type":"string"},"alpha":{"type":"integer"},"mid":{"type":"boolean"}},"required":["zeta"]}"#,
+    )
+    .unwrap();
+    let payload: Value =
+        serde_json::from_str(r#"{"z":1,"a":{"y":2,"b":3},"longer_key":4}"#).unwrap();
+    let id = e
+        .create(NewTask {
+            title: "order".into(),
+            payload,
+            response_schema: schema,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    let t = e.get(id).await.unwrap();
+    let props: Vec<&String> = t.response_schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(props, ["zeta", "alpha", "mid"]);
+    assert_eq!(
+        serde_json::to_string(&t.payload).unwrap(),
+        r#"{"z":1,"a":{"y":2,"b":3},"longer_key":4}"#
+    );
+    let done = e
+        .answer(
+            id,
+            Answer {
+                response: serde_json::from_str(r#"{"zeta":"z","alpha":1}"#).unwrap(),
+                by: "x".into(),
+                channel: "api".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_string(&done.response).unwrap(),
+        r#"{"zeta":"z","alpha":1}"#
+    );
+    let again = e.get(id).await.unwrap();
+    assert_eq!(
+        serde_json::to_string(&again.response).unwrap(),
+        r#"{"zeta":"z","alpha":1}"#
+    );
+}

@@ -208,6 +208,19 @@ class Client:
         engine = await self._native()
         return Task._from_json(json.loads(await engine.get(id)))
 
+    async def get_by_key(self, key: str, namespace: str | None = None) -> Task:
+        """The task its idempotency ``key`` names in ``namespace`` (this client's by default);
+        :class:`inloop.NotFound` if none.
+
+        Example::
+
+            task = await client.get_by_key("refund-A-1")
+        """
+        engine = await self._native()
+        return Task._from_json(
+            json.loads(await engine.get_by_key(namespace or self.namespace, key))
+        )
+
     async def list(
         self,
         *,

@@ -54,6 +54,9 @@ class Task:
     deadline: datetime | None
     ended_at: datetime | None
     created: bool | None = None
+    #: The reviewer working on the task (claimed in the dashboard or through the API).
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any], created: bool | None = None) -> Task:
@@ -82,6 +85,8 @@ class Task:
             deadline=_time(d.get("deadline")),
             ended_at=_time(d.get("ended_at")),
             created=created,
+            claimed_by=d.get("claimed_by"),
+            claimed_at=_time(d.get("claimed_at")),
         )
 
 

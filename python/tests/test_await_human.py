@@ -291,3 +291,13 @@ async def test_a_burst_of_first_calls_opens_one_engine(database_url: str, namesp
     done = await asyncio.gather(*(fresh.answer(i, {"approved": True}, by="a") for i in ids))
     assert {t.status for t in done} == {Status.COMPLETED}
     await fresh.close()
+
+
+async def test_get_by_key_names_the_task(client: Client, namespace: str) -> None:
+    created = await client.create("Approve?", payload={"a": 1}, response=Decision, key="by-key-1")
+    found = await client.get_by_key("by-key-1")
+    assert found.id == created.id
+    assert found.claimed_by is None and found.claimed_at is None
+    assert (await client.get_by_key("by-key-1", namespace=namespace)).id == created.id
+    with pytest.raises(NotFound):
+        await client.get_by_key("no-such-key")

@@ -44,6 +44,9 @@ export interface Task {
   readonly updatedAt: Date;
   readonly deadline: Date | null;
   readonly endedAt: Date | null;
+  /** The reviewer working on the task (claimed in the dashboard or through the API). */
+  readonly claimedBy: string | null;
+  readonly claimedAt: Date | null;
   /**
    * On the result of `Client.create`: `true` when that call created the task, `false` when
    * its key already named it (a replay). `undefined` elsewhere.
@@ -133,6 +136,8 @@ export function taskFromJson(v: unknown, created?: boolean): Task {
     updatedAt: date(d["updated_at"]),
     deadline: optDate(d["deadline"]),
     endedAt: optDate(d["ended_at"]),
+    claimedBy: optStr(d["claimed_by"]),
+    claimedAt: optDate(d["claimed_at"]),
     ...(created === undefined ? {} : { created }),
   };
   return task;

@@ -47,3 +47,10 @@ BEGIN
 END $$;
 CREATE TRIGGER inloop_audit_notify AFTER INSERT ON inloop_audit
 FOR EACH ROW EXECUTE FUNCTION inloop_audit_notify();
+
+-- Keep documents exactly as given (JSON, not JSONB): JSONB reorders object keys, and the
+-- order of a schema's properties is the order of the dashboard's form fields.
+ALTER TABLE inloop_tasks ALTER COLUMN payload TYPE JSON USING payload::json;
+ALTER TABLE inloop_tasks ALTER COLUMN payload_schema TYPE JSON USING payload_schema::json;
+ALTER TABLE inloop_tasks ALTER COLUMN response_schema TYPE JSON USING response_schema::json;
+ALTER TABLE inloop_tasks ALTER COLUMN response TYPE JSON USING response::json;

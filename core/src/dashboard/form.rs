@@ -853,13 +853,15 @@ pub fn fields(schema: &Value, state: &FormState) -> Markup {
         }
         @match &root.kind {
             Kind::Object(props) => {
+                @let approval_prop = props.iter().find(|p| Some(child_ptr("", &p.key)) == approval);
+                @if let (Some(p), Some(ptr)) = (approval_prop, &approval) {
+                    (r.approval_question(&p.node, ptr))
+                }
                 @for p in props.iter().filter(|p| Some(child_ptr("", &p.key)) != approval) {
                     (r.node(&p.node, &child_ptr("", &p.key), p.required))
                 }
-                @if let Some(ptr) = &approval {
-                    @if let Some(p) = props.iter().find(|p| child_ptr("", &p.key) == *ptr) {
-                        (r.approval(&p.node, ptr))
-                    }
+                @if let (Some(p), Some(ptr)) = (approval_prop, &approval) {
+                    (r.approval_buttons(&p.node, ptr))
                 }
             }
             _ => (r.node(&root, "", true)),
@@ -1291,31 +1293,44 @@ impl Render<'_> {
         }
     }
 
-    /// The approval's boolean: its question, and Approve / Reject submit buttons.
-    fn approval(&self, node: &Node, ptr: &str) -> Markup {
-        let Some(entry) = self.reg.get(ptr) else {
-            return html! {};
-        };
-        let f = FieldCtx {
+    fn approval_ctx<'b>(&'b self, node: &'b Node, ptr: &'b str) -> Option<FieldCtx<'b>> {
+        let entry = self.reg.get(ptr)?;
+        Some(FieldCtx {
             node,
             ptr,
             name: name_of(ptr),
             id: &entry.id,
             required: true,
             errors: self.inline.get(ptr).map(Vec::as_slice).unwrap_or(&[]),
+        })
+    }
+
+    /// The approval's question (the boolean's title and description), above the text fields.
+    fn approval_question(&self, node: &Node, ptr: &str) -> Markup {
+        let Some(f) = self.approval_ctx(node, ptr) else {
+            return html! {};
         };
-        let question_id = format!("{}-q", f.id);
         html! {
             div.approval id=(f.id) {
-                p.question id=(question_id) { (node.label) }
+                p.question id=(format!("{}-q", f.id)) { (node.label) }
                 (f.hint())
                 (f.error_list())
-                div.actions role="group" aria-labelledby=(question_id) {
-                    button.btn.approve id="answer-approve" type="submit" name=(f.name) value="true"
-                        aria-describedby=[f.describedby(None)] { "Approve" }
-                    button.btn.reject id="answer-reject" type="submit" name=(f.name) value="false"
-                        aria-describedby=[f.describedby(None)] { "Reject" }
-                }
+            }
+        }
+    }
+
+    /// Approve / Reject: submit buttons posting the boolean.
+    fn approval_buttons(&self, node: &Node, ptr: &str) -> Markup {
+        let Some(f) = self.approval_ctx(node, ptr) else {
+            return html! {};
+        };
+        let described = describedby(&[Some(format!("{}-q", f.id)), f.hint_id(), f.err_id()]);
+        html! {
+            div.actions {
+                button.btn.approve id="answer-approve" type="submit" name=(f.name) value="true"
+                    aria-describedby=[described.clone()] { "Approve" }
+                button.btn.reject id="answer-reject" type="submit" name=(f.name) value="false"
+                    aria-describedby=[described] { "Reject" }
             }
         }
     }
@@ -1590,7 +1605,8 @@ mod tests {
             h.contains(r#"type="text" name="/b" value="" maxlength="50""#),
             "{h}"
         );
-        assert!(h.contains(r#"<textarea id="f3" name="/c""#), "{h}");
+        // fields keep the schema's order: a, b, rejection_reason, c
+        assert!(h.contains(r#"<textarea id="f4" name="/c""#), "{h}");
         assert!(h.contains(r#"name="/rejection_reason""#) && h.matches("<textarea").count() == 3);
     }
 
@@ -1692,7 +1708,7 @@ mod tests {
         );
         let h = render(&s);
         assert_eq!(h.matches(r#"type="radio" name="/small""#).count(), 3, "{h}");
-        assert!(h.contains(r#"<select id="f1" name="/large""#), "{h}");
+        assert!(h.contains(r#"<select id="f2" name="/large""#), "{h}");
         assert!(h.contains(r#"<option value="e">e</option>"#), "{h}");
     }
 
@@ -1877,12 +1893,12 @@ mod tests {
         );
         let h = render(&s);
         for n in ["/rows", "/free", "/tuple", "/map"] {
-            assert!(h.contains(&format!(r#"class="code" id="#)), "{h}");
             assert!(
                 h.contains(&format!(r#"name="{n}" rows="5" spellcheck="false""#)),
                 "{n}: {h}"
             );
         }
+        assert_eq!(h.matches(r#"<textarea class="code""#).count(), 4, "{h}");
         assert!(h.contains(r#"type="text" name="/plain""#), "{h}");
         assert!(h.contains("Enter a JSON array as JSON."), "{h}");
     }
@@ -1901,7 +1917,12 @@ mod tests {
         let approve = h
             .find(r#"type="submit" name="/approved" value="true""#)
             .unwrap();
-        assert!(guard < approve, "{h}");
+        let question = h.find("Refund 500 EUR?").unwrap();
+        let comment = h.find(r#"name="/comment""#).unwrap();
+        assert!(
+            guard < question && question < comment && comment < approve,
+            "{h}"
+        );
         assert!(h.contains(r#"name="/approved" value="false""#), "{h}");
         assert!(!h.contains(r#"type="radio""#), "{h}");
         assert!(

@@ -5,4 +5,5 @@
 pub mod assets;
 pub mod form;
 pub mod pages;
+pub mod payload;
 pub mod view;

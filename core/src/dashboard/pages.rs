@@ -1,18 +1,1428 @@
-// TEMPORARY stand-in until the dashboard branch lands (replaced by the real pages).
-use super::view::*;
-use maud::{Markup, html};
+//! The dashboard's pages, all in one layout. Pages carry no inline script, style or event
+//! handler (they are served under a strict CSP); `app.js` adds live updates and local times.
+//!
+//! Live updates: every element with `data-live` (each with an `id`) is replaced by its
+//! namesake from a fresh copy of the page when a `change` event arrives. On the task page the
+//! answer section (`data-respond`) is outside those, so typing is never lost, and is replaced
+//! only once the fresh page's `<main data-status>` is no longer `pending`.
+
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+
+use super::form;
+use super::payload;
+use super::view::{Flash, LoginView, QueueView, SetupView, TaskView, Viewer};
+use crate::model::{AuditEvent, Status, Task, format_ms};
+use crate::users::Role;
+
+const ALL_STATUSES: [Status; 5] = [
+    Status::Pending,
+    Status::Completed,
+    Status::TimedOut,
+    Status::Cancelled,
+    Status::VerificationExhausted,
+];
+
+// ---------------------------------------------------------------------------------------
+// Layout and small pieces.
+
+/// Attributes of `<main>`: the task page names its task for the event stream and its status
+/// for the script.
+#[derive(Default)]
+struct Main<'a> {
+    task_id: Option<String>,
+    status: Option<&'a str>,
+}
+
+fn layout(title: &str, viewer: Option<&Viewer>, main: Main, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · inloop" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    div.top-inner {
+                        a.brand href="/tasks" { span.brand-mark aria-hidden="true" { "◉" } "inloop" }
+                        @if let Some(v) = viewer {
+                            nav aria-label="Main" { a href="/tasks" { "Queue" } }
+                            div.who {
+                                span.who-name { (v.name) }
+                                " "
+                                span.role { (role_name(v.role)) }
+                                form.inline method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(v.csrf);
+                                    button.link type="submit" { "Sign out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main #main data-task-id=[main.task_id] data-status=[main.status] {
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "Admin",
+        Role::Reviewer => "Reviewer",
+    }
+}
+
+fn flash(f: Option<&Flash>) -> Markup {
+    html! {
+        @match f {
+            Some(Flash::Ok(t)) => div.flash.ok role="status" { (t) },
+            Some(Flash::Error(t)) => div.flash.err role="alert" { (t) },
+            None => {},
+        }
+    }
+}
+
+/// Words for a status.
+pub fn status_label(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "Pending",
+        Status::Completed => "Completed",
+        Status::TimedOut => "Timed out",
+        Status::Cancelled => "Cancelled",
+        Status::VerificationExhausted => "Verification exhausted",
+    }
+}
+
+fn badge(s: Status) -> Markup {
+    html! { span class={"badge st-" (s.as_str())} { (status_label(s)) } }
+}
+
+/// A time the script shows in the reader's locale; UTC text until then.
+fn time(ms: i64) -> Markup {
+    let rfc = format_ms(ms);
+    let text = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| rfc.clone());
+    html! { time datetime=(rfc) title=(rfc) { (text) } }
+}
+
+fn names(list: &[String]) -> Markup {
+    html! {
+        @if list.is_empty() { span.muted { "Anyone" } }
+        @for (i, n) in list.iter().enumerate() { @if i > 0 { ", " } (n) }
+    }
+}
+
+fn csrf(v: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(v.csrf); }
+}
+
+// ---------------------------------------------------------------------------------------
+// Queue.
+
+/// `/tasks?...` with the given filters (empty ones left out).
+fn queue_href(status: &str, assignee: &str, key: &str, cursor: Option<&str>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [("status", status), ("assignee", assignee), ("key", key)] {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    if let Some(c) = cursor {
+        q.append_pair("cursor", c);
+    }
+    let q = q.finish();
+    if q.is_empty() {
+        "/tasks".into()
+    } else {
+        format!("/tasks?{q}")
+    }
+}
+
+/// The queue page (`GET /tasks`).
 pub fn queue(v: &QueueView) -> Markup {
-    html! { h1 { "Queue" } @for t in v.tasks { a href=(format!("/tasks/{}", t.id)) { (t.title) } } }
+    let f = v.filter;
+    let current = f.status.as_deref().unwrap_or("pending");
+    let assignee = f.assignee.as_deref().unwrap_or("");
+    let key = f.key.as_deref().unwrap_or("");
+    let total: u64 = v.counts.iter().map(|(_, n)| n).sum();
+    let tabs = ALL_STATUSES
+        .iter()
+        .map(|s| {
+            let n = v.counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
+            (s.as_str(), status_label(*s), n)
+        })
+        .chain([("all", "All", total)]);
+    let filtered = !assignee.is_empty() || !key.is_empty();
+    let body = html! {
+        div.page-head {
+            h1 { "Tasks" }
+        }
+        nav.tabs #queue-counts data-live aria-label="Status" {
+            @for (name, label, n) in tabs {
+                a class={"tab st-" (name)} href=(queue_href(name, assignee, key, None))
+                    aria-current=[(name == current).then_some("page")] {
+                    (label) " " span.count { (n) }
+                }
+            }
+        }
+        form.filters method="get" action="/tasks" role="search" {
+            input type="hidden" name="status" value=(current);
+            div.filter {
+                label for="q-assignee" { "Assignee" }
+                input #q-assignee type="text" name="assignee" value=(assignee)
+                    placeholder="name, e-mail or role:NAME" autocomplete="off";
+            }
+            div.filter {
+                label for="q-key" { "Key starts with" }
+                input #q-key type="text" name="key" value=(key) autocomplete="off";
+            }
+            div.filter-actions {
+                button.btn.secondary type="submit" { "Filter" }
+                @if filtered { a.clear href=(queue_href(current, "", "", None)) { "Clear" } }
+            }
+        }
+        div #queue-list data-live {
+            @if v.tasks.is_empty() {
+                div.empty {
+                    p.empty-title {
+                        @if current == "pending" { "Nothing waiting for you." } @else { "No tasks here." }
+                    }
+                    p.muted {
+                        @if filtered { "No task matches these filters." }
+                        @else if current == "pending" { "New requests from agents appear here as they arrive." }
+                        @else { "Tasks with this status will be listed here." }
+                    }
+                }
+            } @else {
+                table.tasks {
+                    thead { tr {
+                        th scope="col" { "Task" } th scope="col" { "Status" }
+                        th scope="col" { "Assigned to" } th scope="col" { "Claimed by" }
+                        th scope="col" { "Created" } th scope="col" { "Deadline" }
+                    } }
+                    tbody { @for t in v.tasks { (queue_row(t)) } }
+                }
+            }
+            @if let Some(c) = v.next_cursor {
+                nav.pager aria-label="Pages" {
+                    a.btn.secondary href=(queue_href(current, assignee, key, Some(c))) rel="next" { "Older →" }
+                }
+            }
+        }
+    };
+    layout("Tasks", Some(v.viewer), Main::default(), body)
 }
+
+fn queue_row(t: &Task) -> Markup {
+    html! {
+        tr {
+            td.title data-label="Task" {
+                a href=(format!("/tasks/{}", t.id)) { (t.title) }
+                div.sub { span.ns { (t.namespace) } " · " code { (t.key) } }
+            }
+            td data-label="Status" { (badge(t.status)) }
+            td data-label="Assigned to" { (names(&t.assign_to)) }
+            td data-label="Claimed by" {
+                @match &t.claimed_by { Some(c) => (c), None => span.muted { "—" } }
+            }
+            td data-label="Created" { (time(t.created_at)) }
+            td data-label="Deadline" {
+                @match t.deadline { Some(d) => (time(d)), None => span.muted { "None" } }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Task.
+
+/// The task page (`GET /tasks/{id}`).
 pub fn task(v: &TaskView) -> Markup {
-    html! { h1 { (v.task.title) } form method="post" action=(format!("/tasks/{}/answer", v.task.id)) { input type="hidden" name="csrf" value=(v.viewer.csrf); (super::form::fields(&v.task.response_schema, &v.form)) button { "Submit" } } }
+    let t = v.task;
+    let body = html! {
+        (flash(v.flash.as_ref()))
+        nav.crumbs aria-label="Breadcrumb" { a href="/tasks" { "← Queue" } }
+        div.page-head.task-head {
+            h1 { (t.title) }
+        }
+        section.card #task-state data-live aria-label="Status" {
+            div.state-line {
+                (badge(t.status))
+                (claim_line(v))
+            }
+            (claim_buttons(v))
+            (meta(v))
+        }
+        section.card {
+            h2 { "Request" }
+            (payload::render(&t.payload))
+            details.raw {
+                summary { "Raw JSON" }
+                pre.code { (serde_json::to_string_pretty(&t.payload).unwrap_or_default()) }
+            }
+        }
+        section #task-outcome data-live {
+            @if t.status.is_final() { (outcome(t)) }
+        }
+        section #task-respond data-respond {
+            @if !t.status.is_final() { (respond(v)) }
+        }
+        section.card #task-audit data-live {
+            h2 { "Timeline" }
+            (timeline(v.audit))
+        }
+    };
+    let main = Main {
+        task_id: Some(t.id.to_string()),
+        status: Some(t.status.as_str()),
+    };
+    layout(&t.title, Some(v.viewer), main, body)
 }
+
+fn claim_line(v: &TaskView) -> Markup {
+    let t = v.task;
+    html! {
+        @if t.status == Status::Pending {
+            @match &t.claimed_by {
+                Some(c) if *c == v.viewer.name => span.claim { "Claimed by you" @if let Some(at) = t.claimed_at { " · " (time(at)) } },
+                Some(c) => span.claim { "Claimed by " strong { (c) } @if let Some(at) = t.claimed_at { " · " (time(at)) } },
+                None => span.claim.muted { "Not claimed" },
+            }
+        }
+    }
+}
+
+fn claim_buttons(v: &TaskView) -> Markup {
+    let id = v.task.id;
+    html! {
+        @if v.task.status == Status::Pending && (v.may.claim || v.may.release) {
+            div.claim-actions {
+                @if v.may.claim {
+                    form.inline method="post" action=(format!("/tasks/{id}/claim")) {
+                        (csrf(v.viewer))
+                        button.btn.secondary type="submit" { "Claim" }
+                    }
+                }
+                @if v.may.release {
+                    form.inline method="post" action=(format!("/tasks/{id}/release")) {
+                        (csrf(v.viewer))
+                        button.btn.secondary type="submit" { "Release" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn meta(v: &TaskView) -> Markup {
+    let t = v.task;
+    let requested_by = v
+        .audit
+        .first()
+        .filter(|e| e.kind == "created")
+        .and_then(|e| e.actor.as_deref());
+    let short = t.digest.get(..12).unwrap_or(&t.digest);
+    html! {
+        dl.meta {
+            div { dt { "Namespace" } dd { (t.namespace) } }
+            div { dt { "Key" } dd { code { (t.key) } } }
+            @if let Some(r) = requested_by { div { dt { "Requested by" } dd { (r) } } }
+            div { dt { "Assigned to" } dd { (names(&t.assign_to)) } }
+            div { dt { "Created" } dd { (time(t.created_at)) } }
+            div { dt { "Deadline" } dd {
+                @match t.deadline { Some(d) => (time(d)), None => span.muted { "None" } }
+            } }
+            div { dt { "ID" } dd { code { (t.id) } } }
+            div { dt { "Digest" } dd { code title=(t.digest) { (short) "…" } } }
+        }
+    }
+}
+
+fn outcome(t: &Task) -> Markup {
+    let ended = t.ended_at.unwrap_or(t.updated_at);
+    html! {
+        div class={"card outcome st-" (t.status.as_str())} {
+            h2 { "Outcome" }
+            @match t.status {
+                Status::Completed => {
+                    p {
+                        "Answered"
+                        @if let Some(b) = &t.answered_by { " by " strong { (b) } }
+                        @if let Some(c) = &t.answered_via { " via " (c) }
+                        " at " (time(ended)) "."
+                    }
+                    @if let Some(r) = &t.response { (payload::render(r)) }
+                }
+                Status::TimedOut => p { "Timed out at " (time(ended)) " without an answer." },
+                Status::Cancelled => p {
+                    "Cancelled"
+                    @if let Some(b) = &t.cancelled_by { " by " strong { (b) } }
+                    " at " (time(ended))
+                    @match &t.cancel_reason { Some(r) => { ": " q { (r) } } None => "." }
+                },
+                Status::VerificationExhausted => p {
+                    "Ended at " (time(ended)) ": the answer did not pass verification and the attempts ran out."
+                },
+                Status::Pending => {},
+            }
+        }
+    }
+}
+
+fn respond(v: &TaskView) -> Markup {
+    let t = v.task;
+    let schema = &t.response_schema;
+    html! {
+        @if v.may.answer {
+            section.card.answer aria-labelledby="answer-h" {
+                h2 #answer-h { "Your answer" }
+                form.answer method="post" action=(format!("/tasks/{}/answer", t.id)) novalidate autocomplete="off" {
+                    (csrf(v.viewer))
+                    (form::fields(schema, &v.form))
+                    @if !form::is_approval(schema) {
+                        div.actions { button.btn.primary type="submit" { "Submit answer" } }
+                    }
+                }
+            }
+        } @else {
+            div.card.notice {
+                p {
+                    @match &t.claimed_by {
+                        Some(c) if *c != v.viewer.name => {
+                            "Claimed by " strong { (c) } ": only they or an admin can answer it now."
+                        }
+                        _ => "You cannot answer this task here: it is not assigned to you.",
+                    }
+                }
+            }
+        }
+        @if v.may.cancel {
+            details.danger {
+                summary { "Cancel this task…" }
+                form method="post" action=(format!("/tasks/{}/cancel", t.id)) {
+                    (csrf(v.viewer))
+                    div.field {
+                        label for="cancel-reason" { "Reason " span.opt { "optional" } }
+                        input #cancel-reason type="text" name="reason" maxlength="500";
+                    }
+                    p.hint { "The waiting agent is told the task was cancelled, with this reason." }
+                    button.btn.danger type="submit" { "Cancel task" }
+                }
+            }
+        }
+    }
+}
+
+fn timeline(audit: &[AuditEvent]) -> Markup {
+    html! {
+        @if audit.is_empty() {
+            p.muted { "No events yet." }
+        } @else {
+            ol.timeline {
+                @for e in audit {
+                    li class={"ev ev-" (css_word(&e.kind))} {
+                        div.ev-head {
+                            span.ev-kind { (kind_words(e)) }
+                            @if let Some(a) = &e.actor { " by " strong { (a) } }
+                            @if let Some(c) = &e.channel { " via " (c) }
+                            " · " (time(e.at))
+                        }
+                        (event_details(e))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Letters, digits and `_` only: safe inside a class name.
+fn css_word(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect()
+}
+
+fn kind_words(e: &AuditEvent) -> String {
+    let s = |k: &str| e.data.get(k).and_then(Value::as_str);
+    match e.kind.as_str() {
+        "created" => "Created".into(),
+        "answer_accepted" => "Answer accepted".into(),
+        "answer_refused" => match s("reason") {
+            Some(r) => format!("Answer refused: {}", r.replace('_', " ")),
+            None => "Answer refused".into(),
+        },
+        "claimed" => "Claimed".into(),
+        "released" => "Released".into(),
+        "timed_out" => "Timed out".into(),
+        "cancelled" => "Cancelled".into(),
+        other => other.to_string(),
+    }
+}
+
+fn event_details(e: &AuditEvent) -> Markup {
+    let s = |k: &str| e.data.get(k).and_then(Value::as_str);
+    let errors: Vec<(String, String)> = e
+        .data
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .take(20)
+                .map(|x| {
+                    let p = x.get("path").and_then(Value::as_str).unwrap_or("");
+                    let m = x.get("message").and_then(Value::as_str).unwrap_or("");
+                    (p.to_string(), m.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        @match e.kind.as_str() {
+            "answer_refused" => {
+                @if errors.is_empty() {
+                    @if let Some(m) = s("message") { p.ev-detail { (m) } }
+                } @else {
+                    ul.ev-errors {
+                        @for (p, m) in &errors {
+                            li { @if !p.is_empty() { code { (p) } " " } (m) }
+                        }
+                    }
+                }
+            }
+            "cancelled" => { @if let Some(r) = s("reason") { p.ev-detail { q { (r) } } } }
+            "created" | "answer_accepted" | "timed_out" | "claimed" | "released" => {}
+            _ => {
+                @if e.data.as_object().is_some_and(|m| !m.is_empty()) {
+                    pre.ev-data { (serde_json::to_string(&e.data).unwrap_or_default()) }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in, setup, messages.
+
+/// The sign-in page (`GET /login`); posts `username`, `password`, `csrf`, `next` to `/login`.
 pub fn login(v: &LoginView) -> Markup {
-    html! { form method="post" action="/login" { input name="csrf" value=(v.csrf); input name="username"; input name="password"; input name="next" value=(v.next); @if let Some(e) = v.error { p { (e) } } } }
+    let body = html! {
+        div.auth.card {
+            h1 { "Sign in" }
+            p.muted { "Review and answer the requests your agents are waiting on." }
+            @if let Some(e) = v.error { div.flash.err role="alert" { (e) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                input type="hidden" name="next" value=(v.next);
+                div.field {
+                    label for="username" { "Username" }
+                    input #username type="text" name="username" value=(v.username)
+                        autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
+                }
+                div.field {
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password" required;
+                }
+                button.btn.primary.wide type="submit" { "Sign in" }
+            }
+        }
+    };
+    layout("Sign in", None, Main::default(), body)
 }
+
+/// The first-run page (`GET /setup?token=...`); posts `token`, `csrf`, `name`, `email`,
+/// `password`, `password2` to `/setup`.
 pub fn setup(v: &SetupView) -> Markup {
-    html! { form method="post" action="/setup" { input name="csrf" value=(v.csrf); input name="token" value=(v.token); @if let Some(e) = v.error { p { (e) } } } }
+    let body = html! {
+        div.auth.card {
+            h1 { "Set up inloop" }
+            p { "Create the first administrator account. This link works once: after this, people sign in and admins add more users." }
+            @if let Some(e) = v.error { div.flash.err role="alert" { (e) } }
+            form method="post" action="/setup" {
+                input type="hidden" name="token" value=(v.token);
+                input type="hidden" name="csrf" value=(v.csrf);
+                div.field {
+                    label for="name" { "Username" }
+                    input #name type="text" name="name" value=(v.name) autocomplete="username"
+                        autocapitalize="none" spellcheck="false" required autofocus;
+                }
+                div.field {
+                    label for="email" { "E-mail " span.opt { "optional" } }
+                    input #email type="email" name="email" value=(v.email) autocomplete="email";
+                }
+                div.field {
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="new-password" required;
+                }
+                div.field {
+                    label for="password2" { "Password again" }
+                    input #password2 type="password" name="password2" autocomplete="new-password" required;
+                }
+                button.btn.primary.wide type="submit" { "Create admin account" }
+            }
+        }
+    };
+    layout("Set up", None, Main::default(), body)
 }
-pub fn message(title: &str, text: &str, _viewer: Option<&Viewer>) -> Markup {
-    html! { h1 { (title) } p { (text) } }
+
+/// A page with one message: not found, forbidden, setup already done, errors.
+pub fn message(title: &str, text: &str, viewer: Option<&Viewer>) -> Markup {
+    let body = html! {
+        div.message.card {
+            h1 { (title) }
+            p { (text) }
+            p {
+                @if viewer.is_some() { a href="/tasks" { "Back to the queue" } }
+                @else { a href="/login" { "Sign in" } }
+            }
+        }
+    };
+    layout(title, viewer, Main::default(), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::view::{FormState, Permissions, QueueFilter};
+    use crate::error::FieldError;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    const XSS: &str = r#"<script>alert(1)</script>"><img src=x onerror=alert(1)>"#;
+    const T0: i64 = 1_714_557_000_000; // 2024-05-01T09:50:00Z
+
+    fn viewer(role: Role) -> Viewer {
+        Viewer {
+            name: "alice".into(),
+            role,
+            csrf: "tok123".into(),
+        }
+    }
+
+    fn task(status: Status) -> Task {
+        Task {
+            id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            namespace: "billing".into(),
+            key: "refund-A-1042".into(),
+            title: "Approve a refund of 500 EUR for order A-1042?".into(),
+            payload: json!({
+                "order": {"id": "A-1042", "amount": 500.0, "currency": "EUR",
+                          "customer": "Dana Scully", "url": "https://shop.example.com/orders/A-1042"},
+                "reason": "Customer reports the parcel arrived damaged.\nPhotos attached in the ticket.",
+                "items": [{"sku": "KB-01", "name": "Keyboard", "qty": 1, "price": 420.0},
+                          {"sku": "MS-02", "name": "Mouse", "qty": 2, "price": 40.0}],
+                "flags": ["first_refund", "vip"],
+                "risk_score": 0.12,
+                "previous_refunds": null
+            }),
+            payload_schema: None,
+            response_schema: json!({
+                "type": "object",
+                "required": ["approved"],
+                "properties": {
+                    "approved": {"type": "boolean", "title": "Approve this refund?"},
+                    "comment": {"type": "string", "title": "Comment", "description": "Shown to the agent."}
+                }
+            }),
+            digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            notify: vec![],
+            assign_to: vec!["role:reviewer".into()],
+            status,
+            response: None,
+            answered_by: None,
+            answered_via: None,
+            cancelled_by: None,
+            cancel_reason: None,
+            claimed_by: None,
+            claimed_at: None,
+            created_at: T0,
+            updated_at: T0,
+            deadline: Some(T0 + 3_600_000),
+            ended_at: None,
+        }
+    }
+
+    fn event(
+        seq: i64,
+        kind: &str,
+        actor: Option<&str>,
+        channel: Option<&str>,
+        data: Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            task_id: Uuid::nil(),
+            seq,
+            at: T0 + seq * 60_000,
+            actor: actor.map(str::to_string),
+            channel: channel.map(str::to_string),
+            kind: kind.into(),
+            data,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn audit() -> Vec<AuditEvent> {
+        vec![
+            event(
+                0,
+                "created",
+                Some("refund-agent"),
+                Some("python"),
+                json!({"digest": "x"}),
+            ),
+            event(1, "claimed", Some("alice"), Some("dashboard"), json!({})),
+            event(
+                2,
+                "answer_refused",
+                Some("alice"),
+                Some("dashboard"),
+                json!({
+                "reason": "invalid", "code": "invalid_answer", "message": "invalid answer",
+                "errors": [{"path": "/approved", "message": "true is not of type \"string\""}]}),
+            ),
+            event(3, "mystery_kind", None, None, json!({"x": 1})),
+        ]
+    }
+
+    fn counts() -> Vec<(Status, u64)> {
+        ALL_STATUSES
+            .iter()
+            .zip([3, 12, 1, 2, 0])
+            .map(|(s, n)| (*s, n))
+            .collect()
+    }
+
+    fn task_page(
+        t: &Task,
+        may: Permissions,
+        form: FormState,
+        audit: &[AuditEvent],
+        role: Role,
+    ) -> String {
+        let v = viewer(role);
+        super::task(&TaskView {
+            viewer: &v,
+            task: t,
+            audit,
+            may,
+            form,
+            flash: None,
+        })
+        .into_string()
+    }
+
+    fn all_may() -> Permissions {
+        Permissions {
+            answer: true,
+            claim: true,
+            release: false,
+            cancel: true,
+        }
+    }
+
+    fn queue_page(tasks: &[Task], filter: &QueueFilter, next: Option<&str>) -> String {
+        let v = viewer(Role::Reviewer);
+        let c = counts();
+        super::queue(&QueueView {
+            viewer: &v,
+            counts: &c,
+            filter,
+            tasks,
+            next_cursor: next,
+        })
+        .into_string()
+    }
+
+    /// What the CSP forbids, and what every page has.
+    fn assert_csp_clean_layout(h: &str) {
+        assert!(h.starts_with("<!DOCTYPE html><html lang=\"en\">"), "{h}");
+        assert!(h.contains(r#"<meta name="viewport""#) && h.contains("/static/app.css"));
+        assert!(h.contains(r#"<script src="/static/app.js" defer></script>"#));
+        assert_eq!(h.matches("<script").count(), 1, "one script, external: {h}");
+        assert!(!h.contains("<style"), "{h}");
+        // Escaped text holds no `<`, so each `<...>` is a real tag.
+        for tag in h
+            .split('<')
+            .skip(1)
+            .map(|t| &t[..t.find('>').unwrap_or(t.len())])
+        {
+            for name in attr_names(tag) {
+                assert!(!name.starts_with("on") && name != "style", "<{tag}> in {h}");
+            }
+        }
+    }
+
+    /// The attribute names of a tag's text (`input type="x" checked` -> type, checked).
+    fn attr_names(tag: &str) -> Vec<String> {
+        let (mut names, mut cur, mut quoted, mut in_value) = (vec![], String::new(), false, false);
+        for c in tag.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                _ if quoted => {}
+                '=' => {
+                    names.push(std::mem::take(&mut cur));
+                    in_value = true;
+                }
+                ' ' => {
+                    if !in_value && !cur.is_empty() {
+                        names.push(std::mem::take(&mut cur));
+                    }
+                    cur.clear();
+                    in_value = false;
+                }
+                c if !in_value => cur.push(c),
+                _ => {}
+            }
+        }
+        if !in_value && !cur.is_empty() {
+            names.push(cur);
+        }
+        names.into_iter().skip(1).collect()
+    }
+
+    #[test]
+    fn queue_lists_tasks_with_links_badges_and_times() {
+        let t = task(Status::Pending);
+        let h = queue_page(std::slice::from_ref(&t), &QueueFilter::default(), None);
+        assert_csp_clean_layout(&h);
+        assert!(
+            h.contains(&format!(r#"<a href="/tasks/{}">Approve a refund"#, t.id)),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<span class="badge st-pending">Pending</span>"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<time datetime="2024-05-01T09:50:00.000Z""#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<nav class="tabs" id="queue-counts" data-live"#),
+            "{h}"
+        );
+        assert!(h.contains(r#"<div id="queue-list" data-live>"#), "{h}");
+        assert!(
+            h.contains(r#"aria-current="page">Pending <span class="count">3</span>"#),
+            "{h}"
+        );
+        assert!(h.contains(r#"All <span class="count">18</span>"#), "{h}");
+        assert!(h.contains("alice") && h.contains("Reviewer") && h.contains(r#"action="/logout""#));
+        assert!(h.contains(r#"name="csrf" value="tok123""#));
+    }
+
+    #[test]
+    fn queue_links_keep_the_other_filters() {
+        let f = QueueFilter {
+            status: Some("completed".into()),
+            assignee: Some("bob & co".into()),
+            key: Some("refund-".into()),
+            cursor: Some("c1".into()),
+        };
+        let h = queue_page(&[task(Status::Completed)], &f, Some("next=1"));
+        assert!(
+            h.contains(r#"href="/tasks?status=timed_out&amp;assignee=bob+%26+co&amp;key=refund-""#),
+            "{h}"
+        );
+        assert!(h.contains(r#"href="/tasks?status=completed&amp;assignee=bob+%26+co&amp;key=refund-&amp;cursor=next%3D1" rel="next""#), "{h}");
+        assert!(
+            h.contains(r#"<a class="clear" href="/tasks?status=completed">Clear</a>"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<form class="filters" method="get" action="/tasks""#),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn queue_empty_state() {
+        let h = queue_page(&[], &QueueFilter::default(), None);
+        assert!(
+            h.contains("Nothing waiting for you.") && !h.contains("<table"),
+            "{h}"
+        );
+        assert!(!h.contains("Older"), "{h}");
+    }
+
+    #[test]
+    fn task_page_shows_meta_payload_form_and_timeline() {
+        let t = task(Status::Pending);
+        let h = task_page(&t, all_may(), FormState::default(), &audit(), Role::Admin);
+        assert_csp_clean_layout(&h);
+        assert!(
+            h.contains(&format!(
+                r#"<main id="main" data-task-id="{}" data-status="pending">"#,
+                t.id
+            )),
+            "{h}"
+        );
+        assert!(
+            h.contains("<h1>Approve a refund of 500 EUR for order A-1042?</h1>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("<dt>Requested by</dt><dd>refund-agent</dd>"),
+            "{h}"
+        );
+        assert!(h.contains(r#"<code title="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08">9f86d081884c…</code>"#), "{h}");
+        assert!(
+            h.contains(r#"<dt>customer</dt><dd><span class="v-str">Dana Scully</span>"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(&format!(
+                r#"<form class="answer" method="post" action="/tasks/{}/answer" novalidate"#,
+                t.id
+            )),
+            "{h}"
+        );
+        assert!(
+            h.contains("Approve</button>") && !h.contains("Submit answer"),
+            "approval buttons only: {h}"
+        );
+        assert!(
+            h.contains(&format!(r#"action="/tasks/{}/claim""#, t.id)),
+            "{h}"
+        );
+        assert!(!h.contains("/release\""), "{h}");
+        assert!(
+            h.contains("<details class=\"danger\"><summary>Cancel this task…</summary>"),
+            "{h}"
+        );
+        assert!(
+            h.contains(&format!(r#"action="/tasks/{}/cancel""#, t.id))
+                && h.contains(r#"name="reason""#)
+        );
+        assert!(h.contains(r#"<span class="ev-kind">Created</span> by <strong>refund-agent</strong> via python"#), "{h}");
+        assert!(h.contains("Answer refused: invalid"), "{h}");
+        assert!(
+            h.contains(r#"<li><code>/approved</code> true is not of type &quot;string&quot;</li>"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<span class="ev-kind">mystery_kind</span>"#),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn every_state_changing_form_carries_csrf() {
+        let t = task(Status::Pending);
+        let may = Permissions {
+            answer: true,
+            claim: true,
+            release: true,
+            cancel: true,
+        };
+        let h = task_page(&t, may, FormState::default(), &audit(), Role::Admin);
+        let posts = h.split("method=\"post\"").count() - 1;
+        assert_eq!(posts, 5, "logout, claim, release, answer, cancel: {h}");
+        for part in h.split("method=\"post\"").skip(1) {
+            let form = &part[..part.find("</form>").unwrap()];
+            assert!(
+                form.contains(r#"<input type="hidden" name="csrf" value="tok123">"#),
+                "{form}"
+            );
+        }
+    }
+
+    /// The answer form must not sit inside anything the live update replaces.
+    #[test]
+    fn the_answer_form_is_outside_live_regions() {
+        let h = task_page(
+            &task(Status::Pending),
+            all_may(),
+            FormState::default(),
+            &audit(),
+            Role::Admin,
+        );
+        let form_at = h.find("<form class=\"answer\"").unwrap();
+        let respond_at = h
+            .find(r#"<section id="task-respond" data-respond>"#)
+            .unwrap();
+        assert!(respond_at < form_at, "{h}");
+        // Every live region closes before the answer section opens or opens after it ends.
+        for (i, _) in h.match_indices(" data-live") {
+            let open = h[..i].rfind('<').unwrap();
+            assert!(
+                open < respond_at || open > h.find("id=\"task-audit\"").unwrap() - 40,
+                "{h}"
+            );
+        }
+        assert!(h.find(r#"id="task-state" data-live"#).is_some());
+        assert!(h.find(r#"id="task-outcome" data-live"#).is_some());
+    }
+
+    #[test]
+    fn a_pending_task_not_answerable_here_says_why() {
+        let mut t = task(Status::Pending);
+        t.claimed_by = Some("bob".into());
+        t.claimed_at = Some(T0);
+        let h = task_page(
+            &t,
+            Permissions::default(),
+            FormState::default(),
+            &[],
+            Role::Reviewer,
+        );
+        assert!(!h.contains("<form class=\"answer\""), "{h}");
+        assert!(
+            h.contains("Claimed by <strong>bob</strong>: only they or an admin can answer it now."),
+            "{h}"
+        );
+        assert!(!h.contains("Cancel this task"), "{h}");
+        t.claimed_by = None;
+        let h = task_page(
+            &t,
+            Permissions::default(),
+            FormState::default(),
+            &[],
+            Role::Reviewer,
+        );
+        assert!(h.contains("it is not assigned to you"), "{h}");
+    }
+
+    #[test]
+    fn generic_schemas_get_a_submit_button_and_errors_inline() {
+        let mut t = task(Status::Pending);
+        t.response_schema = json!({"type": "object", "required": ["amount"],
+                                   "properties": {"amount": {"type": "integer", "minimum": 1}}});
+        let errors = [FieldError {
+            path: "/amount".into(),
+            message: "0 is less than the minimum of 1".into(),
+        }];
+        let values = json!({"amount": 0});
+        let form = FormState {
+            values: Some(&values),
+            errors: &errors,
+            posted: None,
+        };
+        let h = task_page(&t, all_may(), form, &[], Role::Reviewer);
+        assert!(h.contains("Submit answer</button>"), "{h}");
+        assert!(h.contains(r#"name="/amount" value="0""#), "{h}");
+        assert!(
+            h.contains(r#"<p class="field-error" id="f1-err">0 is less than the minimum of 1</p>"#),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn ended_tasks_show_the_outcome_instead_of_the_form() {
+        let mut t = task(Status::Completed);
+        t.response = Some(json!({"approved": true, "comment": "ok"}));
+        t.answered_by = Some("alice".into());
+        t.answered_via = Some("dashboard".into());
+        t.ended_at = Some(T0 + 120_000);
+        let h = task_page(&t, all_may(), FormState::default(), &[], Role::Admin);
+        assert!(
+            !h.contains("<form class=\"answer\"") && !h.contains("Cancel this task"),
+            "{h}"
+        );
+        assert!(h.contains("Answered by <strong>alice</strong> via dashboard at <time datetime=\"2024-05-01T09:52:00.000Z\""), "{h}");
+        assert!(
+            h.contains(r#"<dt>comment</dt><dd><span class="v-str">ok</span>"#),
+            "{h}"
+        );
+        assert!(h.contains(r#"data-status="completed""#), "{h}");
+
+        let mut c = task(Status::Cancelled);
+        c.cancelled_by = Some("root".into());
+        c.cancel_reason = Some("duplicate".into());
+        let h = task_page(&c, all_may(), FormState::default(), &[], Role::Admin);
+        assert!(
+            h.contains("Cancelled by <strong>root</strong> at ") && h.contains("<q>duplicate</q>"),
+            "{h}"
+        );
+
+        let h = task_page(
+            &task(Status::TimedOut),
+            all_may(),
+            FormState::default(),
+            &[],
+            Role::Admin,
+        );
+        assert!(
+            h.contains("Timed out at ") && h.contains("badge st-timed_out"),
+            "{h}"
+        );
+        let h = task_page(
+            &task(Status::VerificationExhausted),
+            all_may(),
+            FormState::default(),
+            &[],
+            Role::Admin,
+        );
+        assert!(
+            h.contains("attempts ran out") && h.contains("Verification exhausted"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn flash_messages_use_status_and_alert_roles() {
+        let v = viewer(Role::Reviewer);
+        let t = task(Status::Pending);
+        let page = |flash| {
+            super::task(&TaskView {
+                viewer: &v,
+                task: &t,
+                audit: &[],
+                may: all_may(),
+                form: FormState::default(),
+                flash,
+            })
+            .into_string()
+        };
+        assert!(
+            page(Some(Flash::Ok("Claimed.".into())))
+                .contains(r#"<div class="flash ok" role="status">Claimed.</div>"#)
+        );
+        assert!(
+            page(Some(Flash::Error("Nope.".into())))
+                .contains(r#"<div class="flash err" role="alert">Nope.</div>"#)
+        );
+    }
+
+    #[test]
+    fn login_and_setup_pages() {
+        let h = login(&LoginView {
+            csrf: "c1",
+            username: "bob",
+            error: Some("Wrong username or password."),
+            next: "/tasks/x",
+        })
+        .into_string();
+        assert_csp_clean_layout(&h);
+        assert!(h.contains(r#"<form method="post" action="/login"><input type="hidden" name="csrf" value="c1"><input type="hidden" name="next" value="/tasks/x">"#), "{h}");
+        assert!(
+            h.contains(r#"value="bob" autocomplete="username""#)
+                && h.contains(r#"autocomplete="current-password""#)
+        );
+        assert!(
+            h.contains(r#"<div class="flash err" role="alert">Wrong username or password.</div>"#)
+        );
+        assert!(!h.contains("Sign out"), "{h}");
+
+        let h = setup(&SetupView {
+            token: "t0k",
+            csrf: "c2",
+            name: "",
+            email: "",
+            error: None,
+        })
+        .into_string();
+        assert_csp_clean_layout(&h);
+        for needle in [
+            r#"name="token" value="t0k""#,
+            r#"name="csrf" value="c2""#,
+            r#"name="name""#,
+            r#"name="email""#,
+            r#"name="password""#,
+            r#"name="password2""#,
+            "first administrator",
+        ] {
+            assert!(h.contains(needle), "{needle}: {h}");
+        }
+        assert!(!h.contains("role=\"alert\""), "{h}");
+    }
+
+    #[test]
+    fn message_page() {
+        let h = message("Not found", "There is no task with this id.", None).into_string();
+        assert_csp_clean_layout(&h);
+        assert!(
+            h.contains("<h1>Not found</h1>") && h.contains(r#"href="/login""#),
+            "{h}"
+        );
+        let v = viewer(Role::Admin);
+        let h = message("Forbidden", "No.", Some(&v)).into_string();
+        assert!(
+            h.contains("Back to the queue") && h.contains("Sign out"),
+            "{h}"
+        );
+    }
+
+    /// User-provided text is escaped in every page.
+    #[test]
+    fn hostile_text_is_escaped_everywhere() {
+        let mut t = task(Status::Pending);
+        t.title = XSS.into();
+        t.namespace = XSS.into();
+        t.key = XSS.into();
+        t.assign_to = vec![XSS.into()];
+        t.claimed_by = Some(XSS.into());
+        t.payload =
+            json!({XSS: XSS, "rows": [{XSS: XSS}], "list": [XSS, "https://x.example/\"><script>"]});
+        t.response_schema = json!({"type": "object", "title": XSS, "required": [XSS],
+            "properties": {XSS: {"title": XSS, "description": XSS, "enum": [XSS, "b", "c", "d", "e"]},
+                           "two": {"oneOf": [{"const": 1, "title": XSS}, {"const": 2, "title": XSS}]}}});
+        let hostile_audit = vec![
+            event(0, "created", Some(XSS), Some(XSS), json!({})),
+            event(
+                1,
+                "answer_refused",
+                Some(XSS),
+                None,
+                json!({"reason": XSS, "message": XSS,
+                "errors": [{"path": XSS, "message": XSS}]}),
+            ),
+            event(2, XSS, Some(XSS), None, json!({XSS: XSS})),
+            event(3, "cancelled", Some(XSS), None, json!({"reason": XSS})),
+        ];
+        let errors = [
+            FieldError {
+                path: XSS.into(),
+                message: XSS.into(),
+            },
+            FieldError {
+                path: String::new(),
+                message: XSS.into(),
+            },
+        ];
+        let v = Viewer {
+            name: XSS.into(),
+            role: Role::Admin,
+            csrf: XSS.into(),
+        };
+        let mut pages = vec![];
+        let form = FormState {
+            values: Some(&t.payload),
+            errors: &errors,
+            posted: None,
+        };
+        pages.push(
+            super::task(&TaskView {
+                viewer: &v,
+                task: &t,
+                audit: &hostile_audit,
+                may: all_may(),
+                form,
+                flash: Some(Flash::Error(XSS.into())),
+            })
+            .into_string(),
+        );
+        let mut done = t.clone();
+        done.status = Status::Completed;
+        done.response = Some(json!({XSS: [XSS]}));
+        done.answered_by = Some(XSS.into());
+        done.answered_via = Some(XSS.into());
+        let mut cancelled = t.clone();
+        cancelled.status = Status::Cancelled;
+        cancelled.cancelled_by = Some(XSS.into());
+        cancelled.cancel_reason = Some(XSS.into());
+        for ended in [&done, &cancelled] {
+            pages.push(
+                super::task(&TaskView {
+                    viewer: &v,
+                    task: ended,
+                    audit: &hostile_audit,
+                    may: all_may(),
+                    form: FormState::default(),
+                    flash: Some(Flash::Ok(XSS.into())),
+                })
+                .into_string(),
+            );
+        }
+        let f = QueueFilter {
+            status: Some(XSS.into()),
+            assignee: Some(XSS.into()),
+            key: Some(XSS.into()),
+            cursor: None,
+        };
+        let c = counts();
+        pages.push(
+            super::queue(&QueueView {
+                viewer: &v,
+                counts: &c,
+                filter: &f,
+                tasks: &[t.clone(), done],
+                next_cursor: Some(XSS),
+            })
+            .into_string(),
+        );
+        pages.push(
+            login(&LoginView {
+                csrf: XSS,
+                username: XSS,
+                error: Some(XSS),
+                next: XSS,
+            })
+            .into_string(),
+        );
+        pages.push(
+            setup(&SetupView {
+                token: XSS,
+                csrf: XSS,
+                name: XSS,
+                email: XSS,
+                error: Some(XSS),
+            })
+            .into_string(),
+        );
+        pages.push(message(XSS, XSS, Some(&v)).into_string());
+        for h in &pages {
+            assert_csp_clean_layout(h);
+            assert!(!h.contains("<img"), "{h}");
+            assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{h}");
+        }
+    }
+
+    /// `INLOOP_PREVIEW_DIR=/tmp/p cargo test ... write_previews` writes sample pages with the
+    /// stylesheet inlined (for looking at them from file://); otherwise it only renders them.
+    #[test]
+    fn write_previews() {
+        let queue_tasks: Vec<Task> = (0..6)
+            .map(|i| {
+                let mut t = task(
+                    [
+                        Status::Pending,
+                        Status::Pending,
+                        Status::Completed,
+                        Status::TimedOut,
+                        Status::Cancelled,
+                        Status::VerificationExhausted,
+                    ][i],
+                );
+                t.id = Uuid::from_u128(i as u128 + 1);
+                t.created_at = T0 - i as i64 * 3_700_000;
+                if i == 1 {
+                    t.title = "Which plan should the customer be moved to?".into();
+                    t.claimed_by = Some("bob".into());
+                    t.assign_to = vec!["bob".into(), "alice@example.com".into()];
+                    t.deadline = None;
+                }
+                t
+            })
+            .collect();
+        let mut general = task(Status::Pending);
+        general.title = "Classify the support ticket #8812".into();
+        general.response_schema = json!({
+            "type": "object", "required": ["category", "priority", "escalate", "reply_by"],
+            "properties": {
+                "category": {"enum": ["billing", "bug", "feature request", "account", "other"], "title": "Category"},
+                "priority": {"oneOf": [{"const": 1, "title": "Low"}, {"const": 2, "title": "Normal"}, {"const": 3, "title": "Urgent"}]},
+                "escalate": {"type": "boolean", "title": "Escalate to a human agent?"},
+                "reply_by": {"type": "string", "format": "date", "title": "Reply by"},
+                "refund_amount": {"type": "number", "minimum": 0, "maximum": 1000, "title": "Refund amount", "description": "In EUR; leave empty for none."},
+                "tags": {"type": "array", "items": {"enum": ["angry", "repeat", "press", "vip"]}, "title": "Tags"},
+                "customer_note": {"type": "string", "title": "Note to the customer", "maxLength": 2000},
+                "contact": {"type": "object", "title": "Contact", "properties": {"email": {"type": "string", "format": "email"}, "phone": {"type": "string"}}},
+                "extra": {"type": "array", "items": {"type": "object"}, "title": "Line items"}
+            }
+        });
+        let errors = [
+            FieldError {
+                path: "/refund_amount".into(),
+                message: "1200 is greater than the maximum of 1000".into(),
+            },
+            FieldError {
+                path: String::new(),
+                message: "\"escalate\" is a required property".into(),
+            },
+        ];
+        let posted: Vec<(String, String)> = [
+            ("/category", "bug"),
+            ("/priority", "3"),
+            ("/reply_by", "2024-05-03"),
+            ("/refund_amount", "1200"),
+            ("/tags", "repeat"),
+            ("/customer_note", "Sorry about that.\nWe are on it."),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let mut done = task(Status::Completed);
+        done.response = Some(json!({"approved": true, "comment": "Photos confirm the damage."}));
+        done.answered_by = Some("alice".into());
+        done.answered_via = Some("dashboard".into());
+        done.ended_at = Some(T0 + 300_000);
+        let mut full_audit = audit();
+        full_audit.pop();
+        full_audit.push(event(
+            4,
+            "answer_accepted",
+            Some("alice"),
+            Some("dashboard"),
+            json!({}),
+        ));
+        let v = viewer(Role::Admin);
+        let c = counts();
+        let pages = [
+            (
+                "queue",
+                super::queue(&QueueView {
+                    viewer: &v,
+                    counts: &c,
+                    filter: &QueueFilter::default(),
+                    tasks: &queue_tasks,
+                    next_cursor: Some("abc"),
+                })
+                .into_string(),
+            ),
+            (
+                "task",
+                task_page(
+                    &task(Status::Pending),
+                    all_may(),
+                    FormState::default(),
+                    &audit()[..2],
+                    Role::Admin,
+                ),
+            ),
+            (
+                "task-form",
+                task_page(
+                    &general,
+                    all_may(),
+                    FormState {
+                        values: None,
+                        errors: &errors,
+                        posted: Some(&posted),
+                    },
+                    &audit()[..1],
+                    Role::Reviewer,
+                ),
+            ),
+            (
+                "task-done",
+                task_page(
+                    &done,
+                    all_may(),
+                    FormState::default(),
+                    &full_audit,
+                    Role::Admin,
+                ),
+            ),
+            (
+                "login",
+                login(&LoginView {
+                    csrf: "c",
+                    username: "",
+                    error: None,
+                    next: "/tasks",
+                })
+                .into_string(),
+            ),
+        ];
+        let Ok(dir) = std::env::var("INLOOP_PREVIEW_DIR") else {
+            return;
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let css = format!("<style>{}</style>", crate::dashboard::assets::APP_CSS);
+        for (name, h) in pages {
+            let h = h.replace(r#"<link rel="stylesheet" href="/static/app.css">"#, &css);
+            std::fs::write(format!("{dir}/{name}.html"), h).unwrap();
+        }
+    }
 }

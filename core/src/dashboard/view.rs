@@ -43,13 +43,7 @@ pub struct QueueView<'a> {
 }
 
 /// What the viewer may do on a task page (decided by the core's rules, not by the page).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Permissions {
-    pub answer: bool,
-    pub claim: bool,
-    pub release: bool,
-    pub cancel: bool,
-}
+pub use crate::access::Permissions;
 
 /// A one-line message at the top of a page after an action.
 #[derive(Debug, Clone)]

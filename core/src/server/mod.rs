@@ -216,6 +216,11 @@ pub const DASHBOARD_ROUTES: &[Route] = &[
         path: "/static/app.js",
         make: || axum::routing::get(dashboard::app_js),
     },
+    Route {
+        method: "GET",
+        path: "/favicon.ico",
+        make: || axum::routing::get(dashboard::favicon),
+    },
 ];
 
 fn build(state: AppState) -> Router {
@@ -293,8 +298,9 @@ pub async fn setup_link(
 }
 
 /// Serves the API and the dashboard on `listener` until `shutdown` completes. Starts the
-/// engine's background work (waker, deadline sweeper). While no user exists, prints nothing
-/// itself: `on_setup` receives the setup token to show. When `shutdown` completes, new
+/// engine's background work (waker, deadline sweeper) and an hourly purge of expired
+/// sessions. While setup is open, `opts.setup_token` is the token the setup link carries
+/// ([`setup_link`] builds the link to print). When `shutdown` completes, new
 /// connections are refused, open long polls return `503 unavailable` at once (clients retry),
 /// live-update streams end, and the call returns when the requests in flight have finished.
 pub async fn serve(
@@ -304,9 +310,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine.start_background();
+    // Expired and idle sessions are deleted hourly (lookups refuse them anyway).
+    let purger = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::users::purge_sessions(&engine).await {
+                    tracing::warn!(error = %e, "inloop: cannot purge expired sessions");
+                }
+            }
+        })
+    };
     let (tx, rx) = watch::channel(false);
     let app = build(state(engine, &opts, rx, None));
-    axum::serve(
+    let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
@@ -314,7 +333,9 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     })
-    .await
+    .await;
+    purger.abort();
+    result
 }
 
 /// Completes once `ctrl-c` or (on Unix) `SIGTERM` arrives.

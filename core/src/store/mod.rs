@@ -349,6 +349,42 @@ pub(crate) fn parse_id(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| Error::Internal(format!("stored task id {s:?} is not a UUID")))
 }
 
+/// A JSON document bound as PostgreSQL `json` (not `jsonb`, which reorders keys) and as SQLite
+/// text: documents come back exactly in the order they were given.
+pub(crate) struct JsonDoc<'a>(pub &'a Value);
+
+impl sqlx::Type<sqlx::Postgres> for JsonDoc<'_> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("json")
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for JsonDoc<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        // `json`'s binary format is its text.
+        serde_json::to_writer(&mut **buf, self.0)?;
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for JsonDoc<'_> {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for JsonDoc<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(serde_json::to_string(self.0)?, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -52,7 +52,7 @@ macro_rules! sql_store {
         use crate::error::{Error, Result};
         use crate::model::{AuditEvent, Task};
         use crate::schema::{canonical_json, sha256_hex};
-        use crate::store::{Decision, ListQuery, NewAudit, parse_id};
+        use crate::store::{Decision, JsonDoc, ListQuery, NewAudit, parse_id};
         use crate::apikeys::ApiKey;
         use crate::users::User;
 
@@ -259,14 +259,14 @@ macro_rules! sql_store {
                 .bind(&t.namespace)
                 .bind(&t.key)
                 .bind(&t.title)
-                .bind(Json(&t.payload))
-                .bind(t.payload_schema.as_ref().map(Json))
-                .bind(Json(&t.response_schema))
+                .bind(JsonDoc(&t.payload))
+                .bind(t.payload_schema.as_ref().map(JsonDoc))
+                .bind(JsonDoc(&t.response_schema))
                 .bind(&t.digest)
                 .bind(Json(&t.notify))
                 .bind(Json(&t.assign_to))
                 .bind(t.status.as_str())
-                .bind(t.response.as_ref().map(Json))
+                .bind(t.response.as_ref().map(JsonDoc))
                 .bind(&t.answered_by)
                 .bind(&t.answered_via)
                 .bind(&t.cancelled_by)
@@ -445,7 +445,7 @@ macro_rules! sql_store {
                     )
                     .bind(id.to_string())
                     .bind(after.status.as_str())
-                    .bind(after.response.as_ref().map(Json))
+                    .bind(after.response.as_ref().map(JsonDoc))
                     .bind(&after.answered_by)
                     .bind(&after.answered_via)
                     .bind(&after.cancelled_by)
