@@ -235,12 +235,15 @@ fn inconclusive(msg: impl Into<String>) -> Verdict {
     Verdict::Inconclusive(msg.into())
 }
 
-/// The request (URL, headers, body) for `spec`'s provider and API.
+/// An HTTP request to a provider: URL, headers, JSON body.
+pub type ProviderRequest = (String, Vec<(&'static str, String)>, Value);
+
+/// The request for `spec`'s provider and API (or why none can be made).
 pub fn build_request(
     cfg: &ProviderConfig,
     spec: &LlmSpec,
     ctx: &Context<'_>,
-) -> Result<(String, Vec<(&'static str, String)>, Value), String> {
+) -> Result<ProviderRequest, String> {
     let ep = cfg.endpoint(spec.provider);
     let key = ep.api_key.clone().ok_or_else(|| {
         let var = ENV
