@@ -232,8 +232,8 @@ impl Engine {
     #[napi]
     pub async fn submit_verdict(&self, id: String, verdict: String) -> Result<String> {
         let id = parse_id(&id)?;
-        let v: inloop_core::engine::AgentVerdict = serde_json::from_str(&verdict)
-            .map_err(|e| bad_input(format!("bad verdict: {e}")))?;
+        let v: inloop_core::engine::AgentVerdict =
+            serde_json::from_str(&verdict).map_err(|e| bad_input(format!("bad verdict: {e}")))?;
         json(&self.engine.submit_verdict(id, v).await.map_err(to_js)?)
     }
 

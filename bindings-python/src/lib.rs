@@ -274,8 +274,8 @@ impl Engine {
         verdict: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let id = parse_id(id)?;
-        let v: inloop_core::engine::AgentVerdict = serde_json::from_str(verdict)
-            .map_err(|e| bad_input(format!("bad verdict: {e}")))?;
+        let v: inloop_core::engine::AgentVerdict =
+            serde_json::from_str(verdict).map_err(|e| bad_input(format!("bad verdict: {e}")))?;
         let engine = self.engine.clone();
         future(py, async move {
             json(&engine.submit_verdict(id, v).await.map_err(to_py)?)

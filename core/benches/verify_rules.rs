@@ -125,13 +125,29 @@ async fn main() {
             let took = started.elapsed();
             assert_eq!(done.status, Status::Completed);
             if i >= 50 {
-                if verified { ruled.push(took) } else { plain.push(took) }
+                if verified {
+                    ruled.push(took)
+                } else {
+                    plain.push(took)
+                }
             }
         }
     }
-    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
-    let (p50a, p95a, p99a) = (pct(&mut plain, 0.5), pct(&mut plain, 0.95), pct(&mut plain, 0.99));
-    let (p50b, p95b, p99b) = (pct(&mut ruled, 0.5), pct(&mut ruled, 0.95), pct(&mut ruled, 0.99));
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let (p50a, p95a, p99a) = (
+        pct(&mut plain, 0.5),
+        pct(&mut plain, 0.95),
+        pct(&mut plain, 0.99),
+    );
+    let (p50b, p95b, p99b) = (
+        pct(&mut ruled, 0.5),
+        pct(&mut ruled, 0.95),
+        pct(&mut ruled, 0.99),
+    );
     println!(
         "Engine::answer ({backend}, n={n} each): no verification p50={p50a:.3} p95={p95a:.3} p99={p99a:.3} ms; \
          schema + 2 rules p50={p50b:.3} p95={p95b:.3} p99={p99b:.3} ms; added at p50: {:.3} ms",
