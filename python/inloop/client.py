@@ -146,8 +146,9 @@ class Client:
 
         ``payload`` is a Pydantic model instance (its schema is stored and checked) or any
         JSON value (checked against ``payload_schema`` when given); ``response`` a Pydantic
-        model class or a JSON Schema dict. The same key with a different title, payload or
-        schema raises :class:`inloop.KeyReused`.
+        model class or a JSON Schema dict. ``verification`` (see :mod:`inloop.verifiers`) has
+        the core check every answer with rules and an LLM verifier. The same key with a
+        different title, payload, schema or verification raises :class:`inloop.KeyReused`.
 
         Example::
 
