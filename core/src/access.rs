@@ -27,15 +27,23 @@ pub struct Identity {
     /// Lower case.
     pub email: Option<String>,
     pub role: Role,
+    /// Groups (lower case), such as `finance`: `assign_to` names them as `role:finance` or
+    /// `group:finance`.
+    pub groups: Vec<String>,
 }
 
 impl Identity {
-    /// The `assign_to` entries that name this person: their name, e-mail and `role:ROLE`
-    /// (lower case; entries are compared case-insensitively).
+    /// The `assign_to` entries that name this person: their name, e-mail, `role:ROLE`, and
+    /// `role:GROUP` / `group:GROUP` for each group (lower case; entries are compared
+    /// case-insensitively).
     pub fn handles(&self) -> Vec<String> {
         let mut h = vec![self.name.clone(), format!("role:{}", self.role)];
         if let Some(e) = &self.email {
             h.push(e.clone());
+        }
+        for g in &self.groups {
+            h.push(format!("role:{g}"));
+            h.push(format!("group:{g}"));
         }
         h
     }

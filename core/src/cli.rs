@@ -19,8 +19,9 @@
 //! inloop apikey create --name NAME [--namespace NS] [--allow-answer] [--json]
 //! inloop apikey list [--json]
 //! inloop apikey revoke ID [--json]
-//! inloop user add NAME [--role admin|reviewer] [--email E] [--password-stdin] [--json]
+//! inloop user add NAME [--role admin|reviewer] [--email E] [--group G ...] [--password-stdin] [--json]
 //! inloop user list|disable|enable NAME|reset-password NAME [--password-stdin]
+//! inloop user groups NAME [GROUP ...]
 //! inloop namespace set NS --unassigned reviewers|admins
 //! inloop namespace list [--json]
 //! ```
@@ -2548,6 +2549,89 @@ mod tests {
         assert!(r.err.starts_with("error [audit_broken]: "), "{}", r.err);
 
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn user_and_namespace_commands() {
+        let dir = temp_dir("users");
+        let url = format!("sqlite:{}", dir.join("inloop.db").display());
+        let db = |rest: &[&str]| -> Vec<String> {
+            ["--database-url", url.as_str()]
+                .iter()
+                .chain(rest)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let run_db = |rest: &[&str], stdin: &str| {
+            let a = db(rest);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            run_with(&refs, stdin)
+        };
+        // a generated password is printed once and works
+        let r = run_db(
+            &[
+                "user",
+                "add",
+                "Alice",
+                "--email",
+                "alice@acme.com",
+                "--group",
+                "finance",
+            ],
+            "",
+        );
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert!(r.out.starts_with("added reviewer alice"), "{}", r.out);
+        assert!(r.err.contains("shown only this once"), "{}", r.err);
+        let password = r.out.lines().nth(3).unwrap().trim().to_string();
+        assert_eq!(password.len(), 20);
+        // a password from stdin; an empty one is refused
+        let r = run_db(
+            &["user", "add", "root", "--role", "admin", "--password-stdin"],
+            "long enough pw\n",
+        );
+        assert_eq!(r.code, 0, "{}", r.err);
+        let r = run_db(&["user", "add", "x", "--password-stdin"], "");
+        assert_eq!(r.code, 1);
+        assert!(r.err.contains("no password on stdin"), "{}", r.err);
+        let r = run_db(&["user", "add", "alice"], "");
+        assert_eq!(r.code, 1);
+        assert!(r.err.contains("already exists"), "{}", r.err);
+        let r = run_db(&["user", "list", "--json"], "");
+        let list: Vec<crate::users::User> = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].groups, ["finance"]);
+        let r = run_db(&["user", "groups", "alice", "legal", "ops"], "");
+        assert_eq!(r.out, "alice is in legal, ops\n");
+        let r = run_db(&["user", "disable", "alice"], "");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let r = run_db(&["user", "reset-password", "nobody"], "");
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err
+                .contains("error [not_found]: user \"nobody\" not found"),
+            "{}",
+            r.err
+        );
+        let r = run_db(
+            &["namespace", "set", "payments", "--unassigned", "admins"],
+            "",
+        );
+        assert_eq!(r.code, 0, "{}", r.err);
+        let r = run_db(&["namespace", "list"], "");
+        assert!(
+            r.out.contains("payments") && r.out.contains("admins"),
+            "{}",
+            r.out
+        );
+        assert_eq!(
+            run_db(
+                &["namespace", "set", "payments", "--unassigned", "nobody"],
+                ""
+            )
+            .code,
+            2
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct User {
     pub name: String,
     pub email: Option<String>,
     pub role: Role,
+    /// Groups (lower case): tasks assigned to `role:GROUP` or `group:GROUP` are theirs too.
+    #[serde(default)]
+    pub groups: Vec<String>,
     #[serde(with = "crate::model::rfc3339")]
     pub created_at: i64,
     #[serde(with = "crate::model::rfc3339_opt")]
@@ -83,6 +86,7 @@ impl User {
             name: self.name.clone(),
             email: self.email.clone(),
             role: self.role,
+            groups: self.groups.clone(),
         }
     }
 }
@@ -126,9 +130,51 @@ fn new_user(name: &str, email: Option<&str>, role: Role) -> Result<User> {
         name,
         email,
         role,
+        groups: Vec::new(),
         created_at: now,
         disabled_at: None,
     })
+}
+
+/// Checks and normalises group names (lower case letters, digits, `.`, `_`, `-`; not
+/// `admin` or `reviewer`, which are roles), dropping duplicates.
+fn check_groups(groups: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for g in groups {
+        let g = g.trim().to_ascii_lowercase();
+        check_text("group", &g, 64)?;
+        if !g
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "group name {g:?} may only contain letters, digits and . _ -"
+            )));
+        }
+        if g == "admin" || g == "reviewer" {
+            return Err(Error::InvalidArgument(format!(
+                "{g:?} is a role, not a group (use --role)"
+            )));
+        }
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// Sets the user's groups (replacing the previous ones; empty clears them).
+pub async fn set_groups(engine: &Engine, name: &str, groups: &[String]) -> Result<User> {
+    let groups = check_groups(groups)?;
+    let name = name.to_ascii_lowercase();
+    if !engine
+        .store()
+        .set_user_groups(&name, &groups, now_ms())
+        .await?
+    {
+        return Err(Error::Missing(format!("user {name:?}")));
+    }
+    user(engine, &name).await
 }
 
 fn check_password(password: &str) -> Result<()> {
@@ -206,7 +252,20 @@ pub async fn add_user(
     role: Role,
     password: &str,
 ) -> Result<User> {
-    let user = new_user(name, email, role)?;
+    add_user_in(engine, name, email, role, &[], password).await
+}
+
+/// [`add_user`] with groups (`finance`: tasks assigned to `role:finance` are theirs).
+pub async fn add_user_in(
+    engine: &Engine,
+    name: &str,
+    email: Option<&str>,
+    role: Role,
+    groups: &[String],
+    password: &str,
+) -> Result<User> {
+    let mut user = new_user(name, email, role)?;
+    user.groups = check_groups(groups)?;
     check_password(password)?;
     let hash = hash_password(password).await?;
     engine.store().insert_user(&user, &hash).await?;

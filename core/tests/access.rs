@@ -35,6 +35,7 @@ fn user(name: &str, email: Option<&str>, role: Role) -> Principal {
         name: name.into(),
         email: email.map(str::to_string),
         role,
+        groups: Vec::new(),
     })
 }
 
@@ -129,6 +130,57 @@ async fn reviewers_see_and_answer_only_their_tasks(db: Db) {
     e.answer_as(bobs, yes(), &admin).await.unwrap();
     // what she answered stays visible to her even if reassigned wording changes
     assert!(keys_seen(&e, &alice).await.contains(&"by-name".to_string()));
+}
+
+/// Groups: a user in `finance` sees and answers tasks assigned to `role:finance` or
+/// `group:finance` (set at creation or later), not another group's.
+async fn groups_widen_what_a_reviewer_sees(db: Db) {
+    let e = db.open().await;
+    let u = users::add_user_in(
+        &e,
+        "fiona",
+        None,
+        Role::Reviewer,
+        &["Finance".into()],
+        "long enough 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(u.groups, ["finance"]);
+    let fiona = Principal::User(u.identity());
+    let by_role = create(&e, assigned("ns", "role-finance", &["role:finance"])).await;
+    create(&e, assigned("ns", "group-finance", &["GROUP:Finance"])).await;
+    let legal = create(&e, assigned("ns", "legal", &["role:legal"])).await;
+    assert_eq!(
+        keys_seen(&e, &fiona).await,
+        ["group-finance", "role-finance"]
+    );
+    e.answer_as(by_role, yes(), &fiona).await.unwrap();
+    assert!(matches!(
+        e.answer_as(legal, yes(), &fiona).await,
+        Err(Error::NotFound(_))
+    ));
+    // groups change: now legal's
+    let u = users::set_groups(&e, "fiona", &["legal".into()])
+        .await
+        .unwrap();
+    let fiona = Principal::User(u.identity());
+    assert!(keys_seen(&e, &fiona).await.contains(&"legal".to_string()));
+    assert!(
+        !keys_seen(&e, &fiona)
+            .await
+            .contains(&"group-finance".to_string())
+    );
+    // a session carries the groups
+    let (token, _) = users::start_session(&e, &u).await.unwrap();
+    let s = users::session(&e, &token).await.unwrap().unwrap();
+    assert_eq!(s.user.groups, ["legal"]);
+    for bad in ["admin", "bad group", ""] {
+        assert!(matches!(
+            users::set_groups(&e, "fiona", &[bad.into()]).await,
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }
 
 /// A namespace may keep its unassigned tasks for admins.
@@ -440,6 +492,7 @@ async fn change_feed_sees_other_processes(db: Db) {
 
 conformance!(
     reviewers_see_and_answer_only_their_tasks,
+    groups_widen_what_a_reviewer_sees,
     namespace_policy_keeps_unassigned_for_admins,
     claims_reserve_the_task,
     api_keys_and_cancel_rules,

@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Db;
-use inloop_core::server::{ServerOptions, serve};
+use common::{Db, Served, serve_engine};
+use inloop_core::server::ServerOptions;
 use inloop_core::users::{self, Role};
 use inloop_core::{Engine, NewTask, Status};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -23,32 +23,25 @@ struct Dash {
     base: String,
     http: reqwest::Client,
     engine: Engine,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Served,
 }
 
 async fn start(db: &Db, throttle: Option<(Duration, usize, usize)>) -> Dash {
     let engine = db.open().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = ServerOptions {
-        public_url: Some(format!("http://{addr}")),
         setup_token: Some(SETUP_TOKEN.into()),
         throttle,
+        ..Default::default()
     };
-    let handle = tokio::spawn(serve(engine.clone(), listener, opts, async {
-        let _ = rx.await;
-    }));
+    let server = serve_engine(engine.clone(), opts).await;
     Dash {
-        base: format!("http://{addr}"),
+        base: server.base.clone(),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
         engine,
-        stop: Some(tx),
-        handle,
+        server,
     }
 }
 
@@ -191,13 +184,8 @@ impl Dash {
         .await
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
+    async fn shutdown(self) {
+        self.server.stop().await;
         self.engine.close().await;
     }
 }
@@ -398,6 +386,18 @@ async fn posts_need_csrf_and_a_live_session(db: Db) {
         .await
         .unwrap();
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    // an oversize form is refused before it is read
+    let huge = format!("csrf={csrf}&/note={}", "x".repeat(2 * 1024 * 1024));
+    let big = d
+        .http
+        .post(format!("{}{path}", d.base))
+        .header("cookie", format!("inloop_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // a JSON body is not a form
     let p = d
         .send(

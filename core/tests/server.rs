@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, eventually};
+use common::{Db, Served, eventually, serve_engine};
 use inloop_core::apikeys::{create_api_key, revoke_api_key};
-use inloop_core::server::{ROUTES, ServerOptions, serve};
+use inloop_core::server::{ROUTES, ServerOptions};
 use inloop_core::{Answer, Engine};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -22,8 +22,7 @@ struct Srv {
     agent: String,
     reviewer: String,
     stranger: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Served,
 }
 
 /// The three keys' secrets: agent, reviewer, stranger.
@@ -48,26 +47,15 @@ async fn start(db: &Db) -> Srv {
 
 /// Serves `engine` on its own 127.0.0.1:0 listener.
 async fn serve_on(engine: Engine, (agent, reviewer, stranger): Keys) -> Srv {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(
-        engine.clone(),
-        listener,
-        ServerOptions::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let server = serve_engine(engine.clone(), ServerOptions::default()).await;
     Srv {
-        base: format!("http://{addr}"),
+        base: server.base.clone(),
         http: reqwest::Client::new(),
         engine,
         agent,
         reviewer,
         stranger,
-        stop: Some(tx),
-        handle,
+        server,
     }
 }
 
@@ -122,13 +110,8 @@ impl Srv {
         (status, v)
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
+    async fn shutdown(self) {
+        self.server.stop().await;
         self.engine.close().await;
     }
 }
@@ -1161,7 +1144,101 @@ mod replicas {
     }
 }
 
+/// Claims through the API: the agent's key may not claim; a reviewer key claims for a person,
+/// blocks other answerers (403, audited), releases; a stranger's key sees nothing; the
+/// assignee filter lists what is assigned.
+async fn claim_and_release_through_the_api(db: Db) {
+    let srv = start(&db).await;
+    let id = create(&srv, "claimable").await;
+    let claim = format!("/api/v1/tasks/{id}/claim");
+    let release = format!("/api/v1/tasks/{id}/release");
+    let (s, v) = srv.call(Method::POST, &claim, &srv.agent, None).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (s, v) = srv.call(Method::POST, &claim, &srv.stranger, None).await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &claim,
+            &srv.reviewer,
+            Some(json!({"by": "alice"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["claimed_by"], "alice");
+    assert!(v["claimed_at"].is_string());
+    // someone else through the same key: refused while alice holds it
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/answer"),
+            &srv.reviewer,
+            Some(json!({"response": {"approved": true}, "by": "bob"})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &release,
+            &srv.reviewer,
+            Some(json!({"by": "bob"})),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &release,
+            &srv.reviewer,
+            Some(json!({"by": "alice"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["claimed_by"].is_null());
+    let (_, audit) = srv
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/audit"),
+            &srv.agent,
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "claimed", "answer_refused", "released"]);
+
+    let mut assigned = new_task("for-carol");
+    assigned["assign_to"] = json!(["Carol@acme.com"]);
+    let (s, _) = srv
+        .call(Method::POST, "/api/v1/tasks", &srv.agent, Some(assigned))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, page) = srv
+        .call(
+            Method::GET,
+            "/api/v1/tasks?assignee=carol%40acme.com",
+            &srv.agent,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let keys: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["for-carol"]);
+    srv.shutdown().await;
+}
+
 conformance!(
+    claim_and_release_through_the_api,
     metrics_after_traffic,
     every_endpoint_round_trip,
     wait_wakes_when_another_process_answers,

@@ -7,6 +7,7 @@ CREATE TABLE inloop_users (
     name          TEXT NOT NULL UNIQUE,          -- login name, lower case
     email         TEXT UNIQUE,                   -- lower case
     role          TEXT NOT NULL CHECK (role IN ('admin', 'reviewer')),
+    groups        TEXT NOT NULL DEFAULT '[]',    -- JSON array of group names (lower case)
     password_hash TEXT NOT NULL,                 -- argon2id, PHC string format
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,

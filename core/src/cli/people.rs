@@ -25,6 +25,21 @@ pub(super) enum UserCommand {
     /// Set a new password (prints a generated one unless --password-stdin) and sign the user
     /// out everywhere
     ResetPassword(UserPasswordArgs),
+    /// Set a user's groups (tasks assigned to role:GROUP or group:GROUP are theirs); none
+    /// clears them
+    Groups(UserGroupsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct UserGroupsArgs {
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// The groups, replacing the current ones
+    #[arg(value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Print the user as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,6 +68,9 @@ pub(super) struct UserAddArgs {
     /// E-mail address (tasks assigned to it are theirs; also accepted at sign-in)
     #[arg(long, value_name = "EMAIL")]
     email: Option<String>,
+    /// A group (repeatable): tasks assigned to role:GROUP or group:GROUP are theirs
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
     /// Read the password from the first line of stdin instead of generating one
     #[arg(long)]
     password_stdin: bool,
@@ -112,7 +130,13 @@ pub(super) enum PeoplePlan {
         name: String,
         role: Role,
         email: Option<String>,
+        groups: Vec<String>,
         password: Option<String>,
+        json: bool,
+    },
+    Groups {
+        name: String,
+        groups: Vec<String>,
         json: bool,
     },
     List {
@@ -175,6 +199,12 @@ pub(super) fn plan_user(cmd: UserCommand, io: &mut Io) -> Result<PeoplePlan, Fai
             name: a.name,
             role: a.role.into(),
             email: a.email,
+            groups: a.groups,
+            json: a.json,
+        },
+        UserCommand::Groups(a) => PeoplePlan::Groups {
+            name: a.name,
+            groups: a.groups,
             json: a.json,
         },
         UserCommand::List(a) => PeoplePlan::List { json: a.json },
@@ -238,12 +268,15 @@ pub(super) async fn perform(
             name,
             role,
             email,
+            groups,
             password,
             json,
         } => {
             let generated = password.is_none();
             let password = password.unwrap_or_else(generated_password);
-            let user = users::add_user(engine, &name, email.as_deref(), role, &password).await?;
+            let user =
+                users::add_user_in(engine, &name, email.as_deref(), role, &groups, &password)
+                    .await?;
             if json {
                 let mut v =
                     serde_json::to_value(&user).map_err(|e| fail("internal", e.to_string()))?;
@@ -283,6 +316,16 @@ pub(super) async fn perform(
                 writeln!(io.out, "disabled {} (signed out everywhere)", user.name)?;
             } else {
                 writeln!(io.out, "enabled {}", user.name)?;
+            }
+        }
+        PeoplePlan::Groups { name, groups, json } => {
+            let user = users::set_groups(engine, &name, &groups).await?;
+            if json {
+                write_json(io.out, &user)?;
+            } else if user.groups.is_empty() {
+                writeln!(io.out, "{} is in no group", user.name)?;
+            } else {
+                writeln!(io.out, "{} is in {}", user.name, user.groups.join(", "))?;
             }
         }
         PeoplePlan::ResetPassword { name, password } => {
@@ -342,6 +385,11 @@ fn write_users(out: &mut dyn Write, all: &[User]) -> std::io::Result<()> {
                 u.name.clone(),
                 u.role.to_string(),
                 u.email.clone().unwrap_or_else(|| "-".into()),
+                if u.groups.is_empty() {
+                    "-".into()
+                } else {
+                    u.groups.join(",")
+                },
                 format_ms(u.created_at),
                 u.disabled_at.map(format_ms).unwrap_or_else(|| "-".into()),
             ]
@@ -349,7 +397,7 @@ fn write_users(out: &mut dyn Write, all: &[User]) -> std::io::Result<()> {
         .collect();
     write_table(
         out,
-        &["NAME", "ROLE", "EMAIL", "CREATED", "DISABLED"],
+        &["NAME", "ROLE", "EMAIL", "GROUPS", "CREATED", "DISABLED"],
         &rows,
     )
 }

@@ -144,10 +144,20 @@ async fn to_sign_in(state: &AppState, next: &str) -> Response {
     Redirect::to(&format!("/login?{q}")).into_response()
 }
 
-/// A local path to return to after signing in (anything else becomes the queue).
+/// A local path to return to after signing in (anything else becomes the queue). Browsers
+/// drop tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example` would become
+/// `//evil.example`: those are refused too.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            n.into()
+        }
         _ => "/tasks".into(),
     }
 }
@@ -205,7 +215,7 @@ impl FromRequest<AppState> for Posted {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        if !same_origin(req.headers()) {
+        if !same_origin(req.headers(), state.public_origin.as_deref()) {
             return Err(message(
                 StatusCode::FORBIDDEN,
                 "Refused",
@@ -255,7 +265,23 @@ pub(super) async fn index(State(state): State<AppState>, headers: HeaderMap) -> 
     }
 }
 
-/// The sign-in page, with a fresh pre-session CSRF token (double-submit cookie).
+/// A page before any session (sign-in, setup): `render` gets a fresh CSRF token, which also
+/// goes into the double-submit cookie.
+fn pre_session_page(
+    state: &AppState,
+    status: StatusCode,
+    render: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let csrf = users::random_token();
+    let mut r = html(status, render(&csrf));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
+    );
+    r
+}
+
+/// The sign-in page.
 fn login_form(
     state: &AppState,
     status: StatusCode,
@@ -263,21 +289,14 @@ fn login_form(
     error: Option<&str>,
     next: &str,
 ) -> Response {
-    let csrf = users::random_token();
-    let mut r = html(
-        status,
+    pre_session_page(state, status, |csrf| {
         pages::login(&LoginView {
-            csrf: &csrf,
+            csrf,
             username,
             error,
             next,
-        }),
-    );
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
-    );
-    r
+        })
+    })
 }
 
 pub(super) async fn login_page(
@@ -301,7 +320,7 @@ fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
 
 pub(super) async fn login_submit(State(state): State<AppState>, req: Request) -> Response {
     let ip = client_ip(&req);
-    if !same_origin(req.headers()) {
+    if !same_origin(req.headers(), state.public_origin.as_deref()) {
         return message(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -372,26 +391,33 @@ pub(super) async fn login_submit(State(state): State<AppState>, req: Request) ->
 }
 
 pub(super) async fn logout(State(state): State<AppState>, req: Request) -> Response {
-    let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
-    let posted = match Posted::from_request(req, &state).await {
-        Ok(p) => p,
-        Err(r) => return r,
+    let signed_out = |state: &AppState| {
+        see_other(
+            "/login",
+            &[set_cookie(
+                SESSION_COOKIE,
+                "",
+                Some(0),
+                state.secure_cookies,
+            )],
+        )
     };
-    drop(posted);
+    let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
+    // A session that already ended needs no CSRF check: there is nothing left to end.
+    match session(&state, req.headers()).await {
+        Ok(None) => return signed_out(&state),
+        Ok(Some(_)) => {}
+        Err(e) => return error_page(&e, None),
+    }
+    if let Err(r) = Posted::from_request(req, &state).await {
+        return r;
+    }
     if let Some(t) = token
         && let Err(e) = users::end_session(&state.engine, &t).await
     {
         return error_page(&e, None);
     }
-    see_other(
-        "/login",
-        &[set_cookie(
-            SESSION_COOKIE,
-            "",
-            Some(0),
-            state.secure_cookies,
-        )],
-    )
+    signed_out(&state)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,22 +444,15 @@ fn setup_form(
     email: &str,
     error: Option<&str>,
 ) -> Response {
-    let csrf = users::random_token();
-    let mut r = html(
-        status,
+    pre_session_page(state, status, |csrf| {
         pages::setup(&SetupView {
             token,
-            csrf: &csrf,
+            csrf,
             name,
             email,
             error,
-        }),
-    );
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(CSRF_COOKIE, &csrf, None, state.secure_cookies),
-    );
-    r
+        })
+    })
 }
 
 pub(super) async fn setup_page(
@@ -459,7 +478,7 @@ pub(super) async fn setup_page(
 }
 
 pub(super) async fn setup_submit(State(state): State<AppState>, req: Request) -> Response {
-    if !same_origin(req.headers()) {
+    if !same_origin(req.headers(), state.public_origin.as_deref()) {
         return message(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -963,4 +982,26 @@ pub(super) async fn favicon() -> StatusCode {
 
 pub(super) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", assets::APP_JS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/tasks/1?done=x")), "/tasks/1?done=x");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/tasks", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/tasks");
+    }
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     throttle: Arc<session::LoginThrottle>,
     /// Mark cookies `Secure` (the public URL is https).
     secure_cookies: bool,
+    /// The public URL's origin, accepted as a form's `Origin` besides the `Host`.
+    public_origin: Option<Arc<str>>,
 }
 
 /// How the server presents itself.
@@ -271,6 +273,11 @@ fn state(
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://")),
+        public_origin: opts
+            .public_url
+            .as_deref()
+            .and_then(session::origin_of)
+            .map(Arc::from),
     }
 }
 

@@ -390,13 +390,24 @@ pub(super) async fn claim_task(
     TaskId(id): TaskId,
     OptionalJson(body): OptionalJson<ClaimBody>,
 ) -> Result<Json<Task>, ApiError> {
+    claim_or_release(&state, &key, id, body, true).await
+}
+
+async fn claim_or_release(
+    state: &AppState,
+    key: &ApiKey,
+    id: Uuid,
+    body: ClaimBody,
+    claim: bool,
+) -> Result<Json<Task>, ApiError> {
     let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
-    Ok(Json(
-        state
-            .engine
-            .claim(id, &by, &channel(&key), &as_principal(&key))
-            .await?,
-    ))
+    let (who, channel) = (as_principal(key), channel(key));
+    let task = if claim {
+        state.engine.claim(id, &by, &channel, &who).await?
+    } else {
+        state.engine.release(id, &by, &channel, &who).await?
+    };
+    Ok(Json(task))
 }
 
 /// Release a claim (only the claimer may; `by` must name them).
@@ -420,13 +431,7 @@ pub(super) async fn release_task(
     TaskId(id): TaskId,
     OptionalJson(body): OptionalJson<ClaimBody>,
 ) -> Result<Json<Task>, ApiError> {
-    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
-    Ok(Json(
-        state
-            .engine
-            .release(id, &by, &channel(&key), &as_principal(&key))
-            .await?,
-    ))
+    claim_or_release(&state, &key, id, body, false).await
 }
 
 /// A task's audit trail, oldest first.

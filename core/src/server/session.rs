@@ -52,9 +52,10 @@ pub fn csrf_ok(expected: &str, submitted: Option<&str>) -> bool {
     matches!(submitted, Some(s) if !expected.is_empty() && same_secret(expected, s))
 }
 
-/// Whether the request's `Origin` (when sent) is this server: a cross-site form post is
-/// refused even before its CSRF token is looked at. `Sec-Fetch-Site: cross-site` too.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether the request's `Origin` (when sent) is this server: the `Host` it was sent to, or
+/// the configured public origin (behind a proxy that rewrites `Host`). A cross-site form post
+/// is refused even before its CSRF token is looked at; `Sec-Fetch-Site: cross-site` too.
+pub fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -68,6 +69,9 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     if origin == "null" {
         return false;
     }
+    if public_origin.is_some_and(|p| p.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -75,6 +79,13 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     origin
         .split_once("://")
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, for [`same_origin`].
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
 /// Failed sign-ins per login name and per client address in a sliding window; over the limit,
@@ -207,22 +218,34 @@ mod tests {
     fn origin_checks() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7070"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, None));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:7070"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, None));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None));
+        assert!(!same_origin(&h, Some("https://inloop.example")));
+        // behind a proxy that rewrites Host: the public origin counts
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://inloop.example"),
+        );
+        assert!(same_origin(&h, Some("https://inloop.example")));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None));
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None));
+        assert_eq!(
+            origin_of("https://inloop.example:8443/base?x").as_deref(),
+            Some("https://inloop.example:8443")
+        );
+        assert_eq!(origin_of("nonsense"), None);
     }
 
     #[test]

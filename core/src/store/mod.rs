@@ -274,6 +274,10 @@ impl Store {
         dispatch!(self, s => s.set_user_password(name, hash, now).await)
     }
 
+    pub async fn set_user_groups(&self, name: &str, groups: &[String], now: i64) -> Result<bool> {
+        dispatch!(self, s => s.set_user_groups(name, groups, now).await)
+    }
+
     pub async fn insert_session(
         &self,
         token_hash: &str,

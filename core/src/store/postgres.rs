@@ -173,7 +173,9 @@ sql_store! {
     begin_write = "BEGIN",
     lock_row = " FOR UPDATE",
     migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
-    assignees = "jsonb_array_elements_text(inloop_tasks.assign_to) AS e(value)",
+    assignees = "jsonb_array_elements_text(inloop_tasks.assign_to) AS a(value)",
     assignees_len = "jsonb_array_length",
+    handles_pre = "jsonb_array_elements_text(CAST(",
+    handles_post = " AS JSONB)) AS h(value)",
     migrations = MIGRATIONS,
 }

@@ -20,7 +20,7 @@ macro_rules! task_cols {
 /// Columns of `inloop_users`, as `user_from_row` reads them (never the password hash).
 macro_rules! user_cols {
     () => {
-        "id, name, email, role, created_at, disabled_at"
+        "id, name, email, role, groups, created_at, disabled_at"
     };
 }
 
@@ -28,6 +28,26 @@ macro_rules! user_cols {
 macro_rules! api_key_cols {
     () => {
         "id, name, namespace, allow_answer, created_at, last_used_at, revoked_at"
+    };
+}
+
+/// What a reviewer may see, as SQL over `inloop_tasks`: assigned to one of their handles
+/// (placeholder `$h`: a JSON array of name, e-mail, `role:ROLE`, groups), claimed or answered
+/// by them (`$n`: their name; NULL = no restriction), or unassigned unless the namespace keeps
+/// those for admins; and the assignee filter (`$a`). `elems`, `handles` and `len` are the
+/// backend's JSON array functions (`handles` wraps the placeholder: `pre`, `post`).
+macro_rules! visibility_sql {
+    ($elems:literal, $pre:literal, $post:literal, $len:literal, $n:literal, $h:literal, $a:literal) => {
+        concat!(
+            "(CAST(", $n, " AS TEXT) IS NULL OR claimed_by = CAST(", $n, " AS TEXT) ",
+            " OR answered_by = CAST(", $n, " AS TEXT) ",
+            " OR EXISTS (SELECT 1 FROM ", $elems, " WHERE lower(a.value) IN (SELECT h.value FROM ",
+            $pre, $h, $post, ")) ",
+            " OR (", $len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM ",
+            "inloop_namespaces n WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
+            "(CAST(", $a, " AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $elems,
+            " WHERE lower(a.value) = lower(CAST(", $a, " AS TEXT)))) "
+        )
     };
 }
 
@@ -41,6 +61,8 @@ macro_rules! sql_store {
         migrate_lock = $migrate_lock:literal,
         assignees = $assignees:literal,
         assignees_len = $assignees_len:literal,
+        handles_pre = $handles_pre:literal,
+        handles_post = $handles_post:literal,
         migrations = $migrations:expr $(,)?
     ) => {
         use sqlx::Row as _;
@@ -62,6 +84,8 @@ macro_rules! sql_store {
                 name: r.try_get("name")?,
                 email: r.try_get("email")?,
                 role: r.try_get::<String, _>("role")?.parse()?,
+                groups: serde_json::from_str(&r.try_get::<String, _>("groups")?)
+                    .map_err(|e| Error::Internal(format!("a user's groups are not JSON: {e}")))?,
                 created_at: r.try_get("created_at")?,
                 disabled_at: r.try_get("disabled_at")?,
             })
@@ -334,13 +358,7 @@ macro_rules! sql_store {
                     "(CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT)) AND ",
                     "(CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT)) AND ",
                     "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) AND ",
-                    // A reviewer sees what is assigned to them, what they claimed or answered,
-                    // and unassigned tasks unless the namespace keeps those for admins.
-                    "(CAST($8 AS TEXT) IS NULL OR claimed_by = CAST($8 AS TEXT) OR answered_by = CAST($8 AS TEXT) ",
-                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS TEXT))) ",
-                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
-                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
-                    "(CAST($11 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($11 AS TEXT)))) ",
+                    visibility_sql!($assignees, $handles_pre, $handles_post, $assignees_len, "$8", "$9", "$10"),
                     "ORDER BY id DESC LIMIT $7"
                 ))
                 .bind(&q.namespace)
@@ -351,8 +369,7 @@ macro_rules! sql_store {
                 .bind(&q.before_id)
                 .bind(q.limit)
                 .bind(viewer.map(|v| &v.name))
-                .bind(viewer.and_then(|v| v.email.as_ref()))
-                .bind(viewer.map(|v| format!("role:{}", v.role)))
+                .bind(viewer.map(|v| serde_json::Value::from(v.handles()).to_string()))
                 .bind(&q.assignee)
                 .fetch_all(&self.pool)
                 .await?;
@@ -367,18 +384,13 @@ macro_rules! sql_store {
                     "SELECT status, count(*) AS n FROM inloop_tasks WHERE ",
                     "(CAST($1 AS TEXT) IS NULL OR namespace = CAST($1 AS TEXT)) AND ",
                     "(CAST($2 AS TEXT) IS NULL OR substr(key, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)) AND ",
-                    "(CAST($3 AS TEXT) IS NULL OR claimed_by = CAST($3 AS TEXT) OR answered_by = CAST($3 AS TEXT) ",
-                    " OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) IN (CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT))) ",
-                    " OR (", $assignees_len, "(inloop_tasks.assign_to) = 0 AND NOT EXISTS (SELECT 1 FROM inloop_namespaces n ",
-                    "     WHERE n.name = inloop_tasks.namespace AND n.unassigned = 'admins'))) AND ",
-                    "(CAST($6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM ", $assignees, " WHERE lower(value) = lower(CAST($6 AS TEXT)))) ",
+                    visibility_sql!($assignees, $handles_pre, $handles_post, $assignees_len, "$3", "$4", "$5"),
                     "GROUP BY status"
                 ))
                 .bind(&q.namespace)
                 .bind(&q.key_prefix)
                 .bind(viewer.map(|v| &v.name))
-                .bind(viewer.and_then(|v| v.email.as_ref()))
-                .bind(viewer.map(|v| format!("role:{}", v.role)))
+                .bind(viewer.map(|v| serde_json::Value::from(v.handles()).to_string()))
                 .bind(&q.assignee)
                 .fetch_all(&self.pool)
                 .await?;
@@ -575,7 +587,7 @@ macro_rules! sql_store {
             pub async fn insert_user(&self, u: &User, password_hash: &str) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO inloop_users (id, name, email, role, password_hash, created_at, \
-                     updated_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                     updated_at, disabled_at, groups) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
                 )
                 .bind(u.id.to_string())
                 .bind(&u.name)
@@ -584,6 +596,7 @@ macro_rules! sql_store {
                 .bind(password_hash)
                 .bind(u.created_at)
                 .bind(u.disabled_at)
+                .bind(serde_json::to_string(&u.groups).unwrap_or_else(|_| "[]".into()))
                 .execute(&self.writer)
                 .await
                 .map_err(|e| user_conflict(e, u))?;
@@ -709,6 +722,18 @@ macro_rules! sql_store {
                 Ok(n == 1)
             }
 
+            /// Replaces the user's groups; returns whether the user exists.
+            pub async fn set_user_groups(&self, name: &str, groups: &[String], now: i64) -> Result<bool> {
+                let n = sqlx::query("UPDATE inloop_users SET groups = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()))
+                    .bind(now)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
             pub async fn insert_session(
                 &self, token_hash: &str, user: &Uuid, csrf: &str, now: i64, expires_at: i64,
             ) -> Result<()> {
@@ -730,7 +755,7 @@ macro_rules! sql_store {
             /// decides), if the session exists.
             pub async fn session(&self, token_hash: &str) -> Result<Option<(User, String, i64, i64)>> {
                 let row = sqlx::query(
-                    "SELECT u.id, u.name, u.email, u.role, u.created_at, u.disabled_at, \
+                    "SELECT u.id, u.name, u.email, u.role, u.groups, u.created_at, u.disabled_at, \
                      s.csrf, s.last_seen_at, s.expires_at \
                      FROM inloop_sessions s JOIN inloop_users u ON u.id = s.user_id WHERE s.token_hash = $1",
                 )

@@ -267,7 +267,9 @@ sql_store! {
     begin_write = "BEGIN IMMEDIATE",
     lock_row = "",
     migrate_lock = "",
-    assignees = "json_each(inloop_tasks.assign_to)",
+    assignees = "json_each(inloop_tasks.assign_to) AS a",
     assignees_len = "json_array_length",
+    handles_pre = "json_each(CAST(",
+    handles_post = " AS TEXT)) AS h",
     migrations = MIGRATIONS,
 }

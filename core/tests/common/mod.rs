@@ -215,6 +215,43 @@ macro_rules! conformance {
     };
 }
 
+/// A real `inloop serve` on 127.0.0.1:0 for a test.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `engine` (API and dashboard) on a fresh loopback port.
+pub async fn serve_engine(engine: Engine, opts: inloop_core::server::ServerOptions) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(inloop_core::server::serve(engine, listener, opts, async {
+        let _ = rx.await;
+    }));
+    Served {
+        base,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+impl Served {
+    /// Shuts the server down gracefully; panics if it takes over 5 s or fails.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
