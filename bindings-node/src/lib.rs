@@ -227,6 +227,16 @@ impl Engine {
         json(&self.engine.answer(id, a).await.map_err(to_js)?)
     }
 
+    /// Records the agent's own verifier's verdict on the completed task (`verdict` is an
+    /// `AgentVerdict` as JSON); resolves to the task after it as JSON.
+    #[napi]
+    pub async fn submit_verdict(&self, id: String, verdict: String) -> Result<String> {
+        let id = parse_id(&id)?;
+        let v: inloop_core::engine::AgentVerdict =
+            serde_json::from_str(&verdict).map_err(|e| bad_input(format!("bad verdict: {e}")))?;
+        json(&self.engine.submit_verdict(id, v).await.map_err(to_js)?)
+    }
+
     #[napi]
     pub async fn cancel(
         &self,

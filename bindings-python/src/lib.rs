@@ -264,6 +264,24 @@ impl Engine {
         })
     }
 
+    /// Records the agent's own verifier's verdict on the completed task; `verdict` is an
+    /// `AgentVerdict` as JSON; returns the task after it as JSON (raises
+    /// `VerificationExhausted` when a rejection used the last attempt).
+    fn submit_verdict<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        verdict: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = parse_id(id)?;
+        let v: inloop_core::engine::AgentVerdict =
+            serde_json::from_str(verdict).map_err(|e| bad_input(format!("bad verdict: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(&engine.submit_verdict(id, v).await.map_err(to_py)?)
+        })
+    }
+
     #[pyo3(signature = (id, by, channel, reason=None))]
     fn cancel<'py>(
         &self,

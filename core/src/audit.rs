@@ -20,6 +20,15 @@ pub mod kind {
     pub const CANCELLED: &str = "cancelled";
     pub const CLAIMED: &str = "claimed";
     pub const RELEASED: &str = "released";
+    /// An answer went to the LLM verifier (holds the task's verification lease).
+    pub const VERIFICATION_STARTED: &str = "verification_started";
+    pub const VERIFICATION_PASSED: &str = "verification_passed";
+    pub const VERIFICATION_REJECTED: &str = "verification_rejected";
+    pub const VERIFICATION_INCONCLUSIVE: &str = "verification_inconclusive";
+    /// The last allowed attempt was rejected: the task ended.
+    pub const VERIFICATION_EXHAUSTED: &str = "verification_exhausted";
+    /// The agent's verifier sent a completed task back to pending.
+    pub const ANSWER_REOPENED: &str = "answer_reopened";
 }
 
 /// Hash of one row, over the previous hash and the canonical JSON of its fields.

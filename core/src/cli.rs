@@ -736,6 +736,7 @@ fn plan(
                         .timeout
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
                     requested_by: a.requested_by,
+                    verification: None,
                 }),
                 json: a.json,
             }

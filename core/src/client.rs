@@ -97,6 +97,15 @@ impl AnyEngine {
         dispatch!(self, e => e.answer(id, answer).await)
     }
 
+    /// Records the agent's own verifier's verdict ([`crate::Engine::submit_verdict`]).
+    pub async fn submit_verdict(
+        &self,
+        id: Uuid,
+        verdict: crate::engine::AgentVerdict,
+    ) -> Result<Task> {
+        dispatch!(self, e => e.submit_verdict(id, verdict).await)
+    }
+
     pub async fn cancel(
         &self,
         id: Uuid,

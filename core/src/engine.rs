@@ -14,7 +14,66 @@ use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Statu
 use crate::rules;
 use crate::schema::{self, Schema};
 use crate::store::{Backend, Decision, ListQuery, NewAudit, Store, StoreOptions};
+use crate::verify::{self, Judged, Verdict};
 use crate::wait::{Hub, Subscription};
+
+/// The verdict of a verifier that runs in the agent (the SDKs' `verifier=`), on the answer the
+/// task was completed with.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentVerdict {
+    /// The task's `attempts` as read with the answer (compare-and-set).
+    pub attempts: u32,
+    /// `pass`, `reject` or `inconclusive`.
+    pub verdict: String,
+    /// Why (required for `reject` and `inconclusive`; shown to the human).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The verifier's name, recorded in the audit trail (`sdk:...`).
+    pub verifier: String,
+    /// How long the verifier took.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Who reports the verdict (the agent's name); the verifier's name when absent.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+impl AgentVerdict {
+    fn judged(&self) -> Result<Judged> {
+        check_text("verifier", &self.verifier, 200)?;
+        let reason = self
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if let Some(r) = reason {
+            check_text("reason", r, 2000)?;
+        }
+        let need = |what: &str| {
+            Error::InvalidArgument(format!("a {what} verdict needs a non-empty reason"))
+        };
+        let verdict = match (self.verdict.as_str(), reason) {
+            ("pass", _) => Verdict::Pass,
+            ("reject", Some(r)) => Verdict::Reject(r.to_string()),
+            ("inconclusive", Some(r)) => Verdict::Inconclusive(r.to_string()),
+            ("reject", None) => return Err(need("reject")),
+            ("inconclusive", None) => return Err(need("inconclusive")),
+            (other, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "verdict must be pass, reject or inconclusive, not {other:?}"
+                )));
+            }
+        };
+        Ok(Judged {
+            verdict,
+            verifier: self.verifier.clone(),
+            model: None,
+            latency_ms: self.latency_ms,
+            rule: None,
+        })
+    }
+}
 
 /// Tuning knobs; the defaults suit both an agent process and a server.
 #[derive(Debug, Clone)]
@@ -29,6 +88,9 @@ pub struct EngineOptions {
     pub expiry_sweep: Duration,
     /// Run migrations on open.
     pub migrate: bool,
+    /// Where the LLM verifier reaches each provider, and with which API key (from the
+    /// environment by default: docs/verification.md).
+    pub verifiers: crate::verify::llm::ProviderConfig,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +101,7 @@ impl Default for EngineOptions {
             pg_safety_sweep: Duration::from_secs(10),
             expiry_sweep: Duration::from_secs(1),
             migrate: true,
+            verifiers: crate::verify::llm::ProviderConfig::from_env(),
         }
     }
 }
@@ -79,6 +142,8 @@ struct Inner {
     reads: tokio::sync::Semaphore,
     opts: EngineOptions,
     background: OnceLock<Background>,
+    /// The HTTP client of the LLM verifier (built on first use).
+    http: OnceLock<reqwest::Client>,
 }
 
 struct Background {
@@ -110,6 +175,7 @@ impl Engine {
                 reads: tokio::sync::Semaphore::new(64),
                 opts,
                 background: OnceLock::new(),
+                http: OnceLock::new(),
             }),
         })
     }
@@ -385,13 +451,16 @@ impl Engine {
             schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES).err();
         let policy = self.policy(&id, who).await?;
         let now = now_ms();
-        // Validated under the row lock: one read, and the schema is the stored one.
+        let token = Uuid::now_v7().to_string();
+        // Validated under the row lock: one read, and the schema and rules are the stored ones.
         let (after, result) = self
             .inner
             .store
             .transition(&id, now, |t| {
+                let plain =
+                    |(d, r): (Decision, Result<()>)| (d, r.map(|()| rules::Submitted::Accepted));
                 if let Err(e) = access::check_answer(t, who, policy) {
-                    return rules::refuse_access(t, &answer.by, &answer.channel, e);
+                    return plain(rules::refuse_access(t, &answer.by, &answer.channel, e));
                 }
                 let invalid = match too_large {
                     Some(e) => Some(e),
@@ -404,16 +473,137 @@ impl Engine {
                         }
                     },
                 };
-                match invalid {
-                    Some(err) => rules::invalid_answer(t, &answer.by, &answer.channel, err, now),
-                    None => rules::answer(t, &answer, now),
+                match (invalid, &t.verification) {
+                    (Some(err), _) => plain(rules::invalid_answer(
+                        t,
+                        &answer.by,
+                        &answer.channel,
+                        err,
+                        now,
+                    )),
+                    (None, None) => plain(rules::answer(t, &answer, now)),
+                    (None, Some(v)) => {
+                        let judged = verify::run_rules(v, &t.payload, &answer.response);
+                        let until = now
+                            + v.llm.as_ref().map_or(0, |l| l.timeout_ms as i64)
+                            + rules::LEASE_GRACE_MS;
+                        rules::submit(
+                            t,
+                            &answer,
+                            &judged,
+                            v.llm.is_some(),
+                            (token.clone(), until),
+                            now,
+                        )
+                    }
                 }
             })
             .await?;
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
+        match result? {
+            rules::Submitted::Accepted => Ok(after),
+            rules::Submitted::Verifying { token } => {
+                // The LLM call runs outside any transaction or lock, in its own task: a caller
+                // that goes away (a closed HTTP connection) does not strand the lease.
+                let engine = self.clone();
+                tokio::spawn(async move { engine.finish_verification(after, answer, token).await })
+                    .await
+                    .map_err(|e| Error::Internal(format!("the verification task failed: {e}")))?
+            }
+        }
+    }
+
+    /// Runs the task's LLM verifier on `answer` (which holds lease `token`), then applies the
+    /// verdict with a compare-and-set on the lease.
+    async fn finish_verification(&self, task: Task, answer: Answer, token: String) -> Result<Task> {
+        let Some(spec) = task.verification.as_ref().and_then(|v| v.llm.as_ref()) else {
+            return Err(Error::Internal(
+                "verifying a task without an LLM verifier".into(),
+            ));
+        };
+        let http = self.inner.http.get_or_init(reqwest::Client::new);
+        let ctx = verify::llm::Context {
+            title: &task.title,
+            payload: &task.payload,
+            response_schema: &task.response_schema,
+            answer: &answer.response,
+            answered_by: &answer.by,
+            previous: &task.rejections,
+        };
+        let judged = verify::llm::verify(http, &self.inner.opts.verifiers, spec, &ctx).await;
+        let id = task.id;
+        let now = now_ms();
+        let (after, result) = self
+            .inner
+            .store
+            .transition(&id, now, |t| {
+                rules::apply_verdict(t, &token, &answer, &judged, now)
+            })
+            .await?;
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
         result.map(|()| after)
+    }
+
+    /// Records the agent's own (SDK) verifier's verdict on the completed task's answer, with
+    /// direct database access. See [`Engine::submit_verdict_as`].
+    pub async fn submit_verdict(&self, id: Uuid, v: AgentVerdict) -> Result<Task> {
+        self.submit_verdict_as(id, v, &Principal::Trusted).await
+    }
+
+    /// Records the agent's verifier's verdict on `id`'s accepted answer, on behalf of `who`
+    /// (trusted callers and API keys of the task's namespace, like a cancel). `v.attempts` must
+    /// be the task's `attempts` as read with the answer (compare-and-set: a verdict on an
+    /// answer already judged is `conflict`). `pass` keeps the task completed; `reject` sends it
+    /// back to pending (an attempt is counted, the reason recorded for the human) or, on the
+    /// last attempt, ends it with [`Error::VerificationExhausted`]; `inconclusive` follows the
+    /// task's fail policy (fail-closed reopens without counting an attempt). Returns the task
+    /// as it is after the verdict.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: inloop_core::Engine, id: uuid::Uuid) -> inloop_core::Result<()> {
+    /// use inloop_core::engine::AgentVerdict;
+    /// let done = engine.await_response(id).await?;
+    /// let task = engine.submit_verdict(id, AgentVerdict {
+    ///     attempts: done.attempts, verdict: "reject".into(),
+    ///     reason: Some("the amount is over the order total".into()),
+    ///     verifier: "sdk:amount_check".into(), latency_ms: 1, by: None,
+    /// }).await?;
+    /// assert_eq!(task.status, inloop_core::Status::Pending);
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit_verdict_as(
+        &self,
+        id: Uuid,
+        v: AgentVerdict,
+        who: &Principal,
+    ) -> Result<Task> {
+        let judged = v.judged()?;
+        let by = v.by.clone().unwrap_or_else(|| judged.verifier.clone());
+        check_actor(&by)?;
+        let channel = "sdk";
+        let policy = self.policy(&id, who).await?;
+        let now = now_ms();
+        let (after, result) = self
+            .inner
+            .store
+            .transition(&id, now, |t| {
+                if let Err(e) = access::check_cancel(t, who, policy) {
+                    return (Decision::default(), Err(e));
+                }
+                rules::agent_verdict(t, v.attempts, &judged, &by, channel, now)
+            })
+            .await?;
+        if after.status.is_final() {
+            self.inner.hub.wake(&id);
+        }
+        match result {
+            Ok(()) | Err(Error::VerificationRejected { .. }) => Ok(after),
+            Err(e) => Err(e),
+        }
     }
 
     /// Cancels a pending task with direct database access; `Conflict` if it already ended.
@@ -800,12 +990,27 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         }
         Some(ms) => Some(now + ms as i64),
     };
-    let digest = schema::task_digest(
-        &new.title,
-        &new.payload,
-        new.payload_schema.as_ref(),
-        &new.response_schema,
-    );
+    if let Some(v) = &new.verification {
+        v.check()?;
+    }
+    let digest = match &new.verification {
+        // Unchanged for tasks without verification (digests are stable across versions).
+        None => schema::task_digest(
+            &new.title,
+            &new.payload,
+            new.payload_schema.as_ref(),
+            &new.response_schema,
+        ),
+        // The verification contract is part of what the agent asked: the same key with other
+        // rules or another verifier is a different request (`key_reused`).
+        Some(v) => schema::sha256_hex(&schema::canonical_json(&json!({
+            "title": new.title,
+            "payload": new.payload,
+            "payload_schema": new.payload_schema,
+            "response_schema": new.response_schema,
+            "verification": v.to_json(),
+        }))),
+    };
     Ok(Task {
         id,
         namespace,
@@ -829,6 +1034,11 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         updated_at: now,
         deadline,
         ended_at: None,
+        verification: new.verification,
+        attempts: 0,
+        rejections: Vec::new(),
+        verifying_until: None,
+        verify_token: None,
     })
 }
 

@@ -93,6 +93,40 @@ pub enum Error {
         reason: Option<String>,
     },
 
+    /// Verification rejected the answer (a rule, the LLM verifier or the agent's verifier):
+    /// the task stays pending and the human may answer again. `reason` is for the human.
+    #[error("answer rejected by {verifier} (attempt {attempt} of {max_attempts}): {reason}")]
+    VerificationRejected {
+        id: Uuid,
+        verifier: String,
+        reason: String,
+        /// The rule that failed, for `rules`.
+        rule: Option<String>,
+        attempt: u32,
+        max_attempts: u32,
+    },
+
+    /// The verifier could not decide (provider down, refusal, malformed output, timeout) and
+    /// the task is fail-closed: it stays pending; the human may answer again.
+    #[error("the answer could not be verified ({verifier}): {reason}; the task is still pending")]
+    VerificationInconclusive {
+        id: Uuid,
+        verifier: String,
+        reason: String,
+    },
+
+    /// Another answer to this task is being verified right now.
+    #[error("another answer to task {id} is being verified; try again after {}", format_ms(*.until))]
+    VerificationPending { id: Uuid, until: i64 },
+
+    /// Every allowed attempt was rejected: the task ended as `verification_exhausted`.
+    #[error("task {id} ended after {} rejected answers: {}", .rejections.len(), .rejections.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>().join("; "))]
+    VerificationExhausted {
+        id: Uuid,
+        at: i64,
+        rejections: Vec<crate::verify::Rejection>,
+    },
+
     /// No usable credentials: a missing, malformed, unknown or revoked API key.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -137,6 +171,10 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::TimedOut { .. } => "timed_out",
             Error::Cancelled { .. } => "cancelled",
+            Error::VerificationRejected { .. } => "verification_rejected",
+            Error::VerificationInconclusive { .. } => "verification_inconclusive",
+            Error::VerificationPending { .. } => "verification_pending",
+            Error::VerificationExhausted { .. } => "verification_exhausted",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Config(_) => "config",
@@ -174,6 +212,31 @@ impl Error {
             Error::TimedOut { id, at } => json!({ "task_id": id, "at": format_ms(*at) }),
             Error::Cancelled { id, by, at, reason } => json!({
                 "task_id": id, "by": by, "at": format_ms(*at), "reason": reason,
+            }),
+            Error::VerificationRejected {
+                id,
+                verifier,
+                reason,
+                rule,
+                attempt,
+                max_attempts,
+            } => json!({
+                "task_id": id, "verifier": verifier, "reason": reason, "rule": rule,
+                "attempt": attempt, "max_attempts": max_attempts,
+                "attempts_left": max_attempts.saturating_sub(*attempt),
+            }),
+            Error::VerificationInconclusive {
+                id,
+                verifier,
+                reason,
+            } => json!({ "task_id": id, "verifier": verifier, "reason": reason }),
+            Error::VerificationPending { id, until } => {
+                json!({ "task_id": id, "until": format_ms(*until) })
+            }
+            Error::VerificationExhausted { id, at, rejections } => json!({
+                "task_id": id, "at": format_ms(*at),
+                "reasons": rejections.iter().map(|r| &r.reason).collect::<Vec<_>>(),
+                "rejections": rejections,
             }),
             Error::InvalidArgument(_)
             | Error::Unauthorized(_)

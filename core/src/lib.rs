@@ -21,6 +21,7 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod users;
+pub mod verify;
 pub mod wait;
 
 pub use client::AnyEngine;

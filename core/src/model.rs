@@ -8,6 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::verify::{Rejection, Verification};
 
 /// Where a task is in its life. `Pending` is the only state an answer can move it out of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -111,6 +112,23 @@ pub struct Task {
     #[serde(with = "rfc3339_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<i64>,
+    /// How the task's answers are verified after the response schema (docs/verification.md).
+    #[serde(default)]
+    pub verification: Option<Verification>,
+    /// How many answers were rejected by verification (rules, LLM or SDK verifier).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why each rejected answer was rejected, oldest first (shown to the human).
+    #[serde(default)]
+    pub rejections: Vec<Rejection>,
+    /// While an answer is with the LLM verifier: until when (other answers wait until then).
+    #[serde(default, with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub verifying_until: Option<i64>,
+    /// The verification in progress (compare-and-set token; not part of the wire format).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub verify_token: Option<String>,
 }
 
 /// What a caller passes to create a task.
@@ -131,6 +149,9 @@ pub struct NewTask {
     pub timeout_ms: Option<u64>,
     /// Who asks (an agent's name); recorded as the actor of the `created` audit row.
     pub requested_by: Option<String>,
+    /// Rules and an optional LLM verifier that an answer must pass after the response schema
+    /// (docs/verification.md). Part of the digest when present.
+    pub verification: Option<Verification>,
 }
 
 /// The result of create-or-get: the task, and whether this call created it.

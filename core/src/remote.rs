@@ -345,6 +345,22 @@ impl RemoteEngine {
     pub async fn answer(&self, id: Uuid, answer: Answer) -> Result<Task> {
         let body = json!({ "response": answer.response, "by": answer.by });
         let url = self.task_url(id, Some("answer"));
+        // An answer may wait for the task's LLM verifier (at most its timeout).
+        let limit = REQUEST_TIMEOUT + Duration::from_millis(crate::verify::MAX_TIMEOUT_MS);
+        self.call(Method::POST, url, Some(&body), limit, Retry::ConnectOnly)
+            .await
+    }
+
+    /// Records the agent's own verifier's verdict on the completed task's answer
+    /// ([`crate::Engine::submit_verdict`]).
+    pub async fn submit_verdict(
+        &self,
+        id: Uuid,
+        verdict: crate::engine::AgentVerdict,
+    ) -> Result<Task> {
+        let body = serde_json::to_value(&verdict)
+            .map_err(|e| Error::Internal(format!("verdict as JSON: {e}")))?;
+        let url = self.task_url(id, Some("verdict"));
         self.call(
             Method::POST,
             url,
@@ -556,6 +572,28 @@ fn rebuild(code: &str, message: &str, d: &Value) -> Option<Error> {
             at: at("at")?,
             reason: s("reason"),
         },
+        "verification_rejected" => Error::VerificationRejected {
+            id: id("task_id")?,
+            verifier: s("verifier")?,
+            reason: s("reason")?,
+            rule: s("rule"),
+            attempt: u32::try_from(d.get("attempt")?.as_u64()?).ok()?,
+            max_attempts: u32::try_from(d.get("max_attempts")?.as_u64()?).ok()?,
+        },
+        "verification_inconclusive" => Error::VerificationInconclusive {
+            id: id("task_id")?,
+            verifier: s("verifier")?,
+            reason: s("reason")?,
+        },
+        "verification_pending" => Error::VerificationPending {
+            id: id("task_id")?,
+            until: at("until")?,
+        },
+        "verification_exhausted" => Error::VerificationExhausted {
+            id: id("task_id")?,
+            at: at("at")?,
+            rejections: serde_json::from_value(d.get("rejections")?.clone()).ok()?,
+        },
         "unauthorized" => Error::Unauthorized(message.strip_prefix("unauthorized: ")?.to_string()),
         "forbidden" => Error::Forbidden(message.strip_prefix("forbidden: ")?.to_string()),
         "config" => Error::Config(message.strip_prefix("configuration error: ")?.to_string()),
@@ -582,6 +620,10 @@ pub(crate) fn static_code(code: &str) -> &'static str {
         "conflict",
         "timed_out",
         "cancelled",
+        "verification_rejected",
+        "verification_inconclusive",
+        "verification_pending",
+        "verification_exhausted",
         "config",
         "database",
         "unavailable",

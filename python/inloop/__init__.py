@@ -19,6 +19,7 @@ People answer from any process on the same database (``inloop tasks answer``, or
 ``inloop serve`` instead of a database.
 """
 
+from . import verifiers
 from ._await import await_human, await_human_sync
 from .client import Client
 from .errors import (
@@ -37,6 +38,10 @@ from .errors import (
     NotFound,
     TimedOut,
     TooLarge,
+    VerificationExhausted,
+    VerificationInconclusive,
+    VerificationPending,
+    VerificationRejected,
 )
 from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
 
@@ -64,6 +69,11 @@ __all__ = [
     "TaskPage",
     "TimedOut",
     "TooLarge",
+    "VerificationExhausted",
+    "VerificationInconclusive",
+    "VerificationPending",
+    "VerificationRejected",
     "await_human",
     "await_human_sync",
+    "verifiers",
 ]

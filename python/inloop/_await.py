@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
+import time
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
 from ._schema import parse_response
 from .client import Client, Timeout, default_client
+from .errors import Conflict
+from .verifiers import Verdict, Verification, Verifier, inconclusive
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,6 +30,8 @@ async def await_human(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> M: ...
 
 
@@ -40,6 +47,8 @@ async def await_human(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> Any: ...
 
 
@@ -54,6 +63,8 @@ async def await_human(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> Any:
     """Asks a person and waits for the answer, durably.
 
@@ -62,10 +73,18 @@ async def await_human(
     never asks twice and never acts on two answers. ``response`` is a Pydantic model class (an
     instance of it is returned) or a JSON Schema dict (the answer is returned as JSON).
 
+    ``verification`` (see :mod:`inloop.verifiers`) has the core check every answer with rules
+    and an LLM before it is accepted; ``verifier`` is your own check, run here when an answer
+    arrives: ``fn(payload, answer)`` (sync or async) returns ``verifiers.passed()``,
+    ``rejected(reason)`` or ``inconclusive(reason)``. A rejection sends the task back to the
+    person with the reason and keeps waiting; an exception in ``fn`` is inconclusive (the
+    fail policy of ``verification`` decides; fail-closed by default).
+
     Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered (never a made-up
-    denial), :class:`inloop.Cancelled` when the task is cancelled, and
-    :class:`inloop.KeyReused` when ``key`` already names a different request. Cancelling the
-    awaiting coroutine leaves the task pending.
+    denial), :class:`inloop.Cancelled` when the task is cancelled,
+    :class:`inloop.VerificationExhausted` (with ``.reasons``) when every allowed answer was
+    rejected, and :class:`inloop.KeyReused` when ``key`` already names a different request.
+    Cancelling the awaiting coroutine leaves the task pending.
 
     Example::
 
@@ -79,9 +98,73 @@ async def await_human(
     """
     client = client or default_client(namespace)
     request = client._request(
-        title, payload, response, key, timeout, notify, assign_to, None, namespace
+        title,
+        payload,
+        response,
+        key,
+        timeout,
+        notify,
+        assign_to,
+        None,
+        namespace,
+        None,
+        verification,
     )
-    return parse_response(response, await client._ask(request))
+    if verifier is None:
+        return parse_response(response, await client._ask(request))
+    return await _with_verifier(client, request, payload, response, verifier)
+
+
+async def _with_verifier(
+    client: Client,
+    request: str,
+    payload: Any,
+    response: type[BaseModel] | dict[str, Any],
+    verifier: Verifier,
+) -> Any:
+    """Waits for an answer, judges it with ``verifier``, reports the verdict to the core, and
+    waits again while the core sends the task back to the person."""
+    name = "sdk:" + str(getattr(verifier, "__name__", None) or type(verifier).__name__)
+    engine = await client._native()
+    task_id = json.loads(await engine.create(request))["task"]["id"]
+    while True:
+        done = json.loads(await engine.await_response(task_id))
+        answer = parse_response(response, done.get("response"))
+        started = time.monotonic()
+        verdict = await _judge(verifier, payload, answer)
+        latency_ms = round((time.monotonic() - started) * 1000)
+        body = json.dumps(
+            {
+                "attempts": done.get("attempts", 0),
+                "verdict": verdict.kind,
+                "reason": verdict.reason,
+                "verifier": name,
+                "latency_ms": latency_ms,
+            }
+        )
+        try:
+            after = json.loads(await engine.submit_verdict(task_id, body))
+        except Conflict:
+            continue  # judged meanwhile (a retried agent): look at the task again
+        if after["status"] == "completed":
+            return answer
+
+
+async def _judge(verifier: Verifier, payload: Any, answer: Any) -> Verdict:
+    """Runs the verifier (a sync one in a worker thread); an exception or a result that is not
+    a :class:`Verdict` is inconclusive, never a crash."""
+    try:
+        if inspect.iscoroutinefunction(verifier):
+            result: Any = await verifier(payload, answer)
+        else:
+            result = await asyncio.to_thread(verifier, payload, answer)
+            if inspect.isawaitable(result):
+                result = await result
+    except Exception as e:
+        return inconclusive(f"the verifier raised {type(e).__name__}: {e}"[:2000])
+    if not isinstance(result, Verdict):
+        return inconclusive(f"the verifier returned {type(result).__name__}, not a Verdict")
+    return result
 
 
 @overload
@@ -96,6 +179,8 @@ def await_human_sync(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> M: ...
 
 
@@ -111,6 +196,8 @@ def await_human_sync(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> Any: ...
 
 
@@ -125,6 +212,8 @@ def await_human_sync(
     assign_to: list[str] | None = None,
     namespace: str | None = None,
     client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
 ) -> Any:
     """:func:`await_human` for synchronous code (a script, a worker thread).
 
@@ -155,5 +244,7 @@ def await_human_sync(
             assign_to=assign_to,
             namespace=namespace,
             client=client,
+            verification=verification,
+            verifier=verifier,
         )
     )

@@ -15,6 +15,7 @@ from . import _native
 from ._schema import payload_parts, response_schema, to_json
 from .errors import InvalidArgument
 from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+from .verifiers import Verdict, Verification
 
 Timeout = timedelta | float | int
 
@@ -139,13 +140,15 @@ class Client:
         requested_by: str | None = None,
         namespace: str | None = None,
         payload_schema: dict[str, Any] | None = None,
+        verification: Verification | None = None,
     ) -> Task:
         """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
 
         ``payload`` is a Pydantic model instance (its schema is stored and checked) or any
         JSON value (checked against ``payload_schema`` when given); ``response`` a Pydantic
-        model class or a JSON Schema dict. The same key with a different title, payload or
-        schema raises :class:`inloop.KeyReused`.
+        model class or a JSON Schema dict. ``verification`` (see :mod:`inloop.verifiers`) has
+        the core check every answer with rules and an LLM verifier. The same key with a
+        different title, payload, schema or verification raises :class:`inloop.KeyReused`.
 
         Example::
 
@@ -163,6 +166,7 @@ class Client:
             requested_by,
             namespace,
             payload_schema,
+            verification,
         )
         engine = await self._native()
         out = json.loads(await engine.create(request))
@@ -180,6 +184,7 @@ class Client:
         requested_by: str | None,
         namespace: str | None,
         payload_schema: dict[str, Any] | None = None,
+        verification: Verification | None = None,
     ) -> str:
         body, model_schema = payload_parts(payload)
         return _dumps(
@@ -194,6 +199,7 @@ class Client:
                 "assign_to": list(assign_to or []),
                 "timeout_ms": _timeout_ms(timeout),
                 "requested_by": requested_by,
+                "verification": None if verification is None else verification.to_json(),
             }
         )
 
@@ -267,6 +273,44 @@ class Client:
         engine = await self._native()
         body = _dumps(to_json(response))
         return Task._from_json(json.loads(await engine.answer(id, body, by, channel)))
+
+    async def submit_verdict(
+        self,
+        id: str,
+        verdict: Verdict,
+        *,
+        attempts: int,
+        verifier: str = "sdk:verifier",
+        latency_ms: int = 0,
+        by: str | None = None,
+    ) -> Task:
+        """Records an agent-side verifier's verdict on the completed task's answer.
+
+        ``attempts`` is ``task.attempts`` as read with the answer (a compare-and-set: a verdict
+        on an answer that was already judged raises :class:`inloop.Conflict`). A rejection
+        sends the task back to pending with the reason for the person (or, on the last
+        attempt, ends it: :class:`inloop.VerificationExhausted`); an inconclusive verdict
+        follows the task's fail policy. :func:`inloop.await_human` with ``verifier=`` does all
+        of this for you.
+
+        Example::
+
+            task = await client.wait(task_id)
+            await client.submit_verdict(task.id, verifiers.rejected("amount too high"),
+                                        attempts=task.attempts, verifier="sdk:amount")
+        """
+        engine = await self._native()
+        body = _dumps(
+            {
+                "attempts": attempts,
+                "verdict": verdict.kind,
+                "reason": verdict.reason,
+                "verifier": verifier,
+                "latency_ms": latency_ms,
+                "by": by,
+            }
+        )
+        return Task._from_json(json.loads(await engine.submit_verdict(id, body)))
 
     async def cancel(
         self, id: str, *, by: str, reason: str | None = None, channel: str = "python"

@@ -108,6 +108,42 @@ class Cancelled(InloopError):
     code = "cancelled"
 
 
+class VerificationRejected(InloopError):
+    """Verification rejected the answer (a rule, the LLM verifier or the agent's verifier); the
+    task stays pending. ``reason`` is for the person who answered."""
+
+    code = "verification_rejected"
+
+    @property
+    def reason(self) -> str:
+        """Why the answer was rejected."""
+        return str(self.details.get("reason", ""))
+
+
+class VerificationInconclusive(InloopError):
+    """The verifier could not decide and the task is fail-closed: it stays pending."""
+
+    code = "verification_inconclusive"
+
+
+class VerificationPending(InloopError):
+    """Another answer to the task is being verified right now; answer again later."""
+
+    code = "verification_pending"
+
+
+class VerificationExhausted(InloopError):
+    """Every allowed answer was rejected by verification: the task ended
+    (``status == "verification_exhausted"``). ``reasons`` lists why, oldest first."""
+
+    code = "verification_exhausted"
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why each answer was rejected, oldest first."""
+        return [str(r) for r in self.details.get("reasons", [])]
+
+
 class ConfigError(InloopError):
     """The configuration (database URL, environment) is unusable."""
 
@@ -139,6 +175,10 @@ _BY_CODE: dict[str, type[InloopError]] = {
         Conflict,
         TimedOut,
         Cancelled,
+        VerificationRejected,
+        VerificationInconclusive,
+        VerificationPending,
+        VerificationExhausted,
         ConfigError,
         DatabaseError,
         InternalError,

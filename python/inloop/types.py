@@ -57,6 +57,13 @@ class Task:
     #: The reviewer working on the task (claimed in the dashboard or through the API).
     claimed_by: str | None = None
     claimed_at: datetime | None = None
+    #: The verification spec (rules, LLM verifier, attempts, fail policy), as JSON.
+    verification: dict[str, Any] | None = None
+    #: How many answers verification rejected so far.
+    attempts: int = 0
+    #: Why each rejected answer was rejected (``attempt``, ``verifier``, ``reason``, ``by``,
+    #: ``at``), oldest first.
+    rejections: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def _from_json(cls, d: dict[str, Any], created: bool | None = None) -> Task:
@@ -87,6 +94,9 @@ class Task:
             created=created,
             claimed_by=d.get("claimed_by"),
             claimed_at=_time(d.get("claimed_at")),
+            verification=d.get("verification"),
+            attempts=int(d.get("attempts") or 0),
+            rejections=list(d.get("rejections") or []),
         )
 
 

@@ -303,3 +303,34 @@ async def test_environment_selects_remote_mode(
     task_id = await pending_id(human, key)
     await human.answer(task_id, {"approved": True}, by="dave")
     assert await asyncio.wait_for(waiting, 10) == {"approved": True}
+
+
+async def test_sdk_verifier_over_a_server(agent: Client, human: Client) -> None:
+    """The agent's own verifier in remote mode: the rejection goes through the server
+    (`POST .../verdict`), the person sees the reason, the agent keeps waiting."""
+    from inloop import verifiers
+
+    def needs_note(payload: Any, d: Decision) -> verifiers.Verdict:
+        return verifiers.passed() if d.note else verifiers.rejected("add a note")
+
+    key = f"verified-{uuid.uuid4()}"
+    waiting = asyncio.create_task(
+        await_human(
+            "Approve?",
+            payload={"n": 1},
+            response=Decision,
+            key=key,
+            client=agent,
+            verifier=needs_note,
+        )
+    )
+    task_id = await pending_id(human, key)
+    await human.answer(task_id, {"approved": True}, by="alice")
+    for _ in range(1000):
+        t = await human.get(task_id)
+        if t.status is Status.PENDING and t.attempts == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert t.rejections[0]["reason"] == "add a note"
+    await human.answer(task_id, {"approved": True, "note": "checked"}, by="alice")
+    assert await asyncio.wait_for(waiting, 20) == Decision(approved=True, note="checked")

@@ -40,6 +40,11 @@ export declare class Engine {
   getByKey(namespace: string, key: string): Promise<string>
   list(filter: string): Promise<string>
   answer(id: string, response: string, by: string, channel: string): Promise<string>
+  /**
+   * Records the agent's own verifier's verdict on the completed task (`verdict` is an
+   * `AgentVerdict` as JSON); resolves to the task after it as JSON.
+   */
+  submitVerdict(id: string, verdict: string): Promise<string>
   cancel(id: string, by: string, channel: string, reason?: string | undefined | null): Promise<string>
   /** Waits until the task ends or `timeoutMs` passes; resolves to the task as JSON. */
   wait(id: string, timeoutMs?: number | undefined | null, abort?: number | undefined | null): Promise<string>

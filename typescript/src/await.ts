@@ -1,8 +1,10 @@
 /** `awaitHuman`: ask a person, wait durably, get a typed answer. @module */
 
-import { Aborted, InvalidArgument } from "./errors.js";
+import { Aborted, Conflict, InvalidArgument, call as callNative } from "./errors.js";
 import { Client, abortable, defaultClient, type TaskRequest } from "./client.js";
+import type { NativeEngine } from "./native.js";
 import { parseAnswer, type Infer, type Schema } from "./schema.js";
+import { inconclusive, type Verdict, type Verifier } from "./verifiers.js";
 
 /** Options of {@link awaitHuman}. */
 export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
@@ -13,6 +15,13 @@ export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
    * with the same `key` to resume). Already aborted: nothing is created.
    */
   signal?: AbortSignal;
+  /**
+   * Your own check of each answer, run here when one arrives: `(payload, answer)` (sync or
+   * async) returning `verifiers.passed()`, `rejected(reason)` or `inconclusive(reason)`. A
+   * rejection sends the task back to the person with the reason and keeps waiting; a throw is
+   * inconclusive (the fail policy of `verification` decides; fail-closed by default).
+   */
+  verifier?: Verifier<never, Infer<S>>;
 }
 
 /**
@@ -24,8 +33,12 @@ export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
  * (the answer is parsed by it: typed as its output, defaults filled) or a JSON Schema object
  * (the answer is returned as JSON, typed `unknown`).
  *
+ * `verification` (see `verifiers`) has the core check every answer with rules and an LLM
+ * before it is accepted; `verifier` is your own check, run in this process.
+ *
  * Rejects with `TimedOut` when `timeout` passes unanswered (never a made-up denial),
- * `Cancelled` when the task is cancelled, `KeyReused` when `key` already names a different
+ * `Cancelled` when the task is cancelled, `VerificationExhausted` (with `reasons`) when every
+ * allowed answer was rejected, `KeyReused` when `key` already names a different
  * request, and `Aborted` when `signal` aborts (the task stays pending).
  *
  * @example
@@ -58,7 +71,63 @@ export async function awaitHuman<S extends Schema>(options: AwaitHumanOptions<S>
   if (signal?.aborted) {
     throw new Aborted("the wait was aborted before it started; nothing was created", { cause: signal.reason });
   }
+  if (options.verifier !== undefined) {
+    return withVerifier(engine, request, options, options.verifier);
+  }
   const text = await abortable(engine, signal, (h) => engine.ask(request, h ?? null));
   const task = JSON.parse(text) as { response?: unknown };
   return parseAnswer(options.responseSchema, task.response ?? null);
+}
+
+/** Waits for an answer, judges it, reports the verdict to the core, and waits again while
+ * the core sends the task back to the person. */
+async function withVerifier<S extends Schema>(
+  engine: NativeEngine,
+  request: string,
+  options: AwaitHumanOptions<S>,
+  verifier: Verifier<never, Infer<S>>,
+): Promise<Infer<S>> {
+  const name = `sdk:${verifier.name || "verifier"}`;
+  const created = JSON.parse(await callNative(() => engine.create(request))) as { task: { id: string } };
+  const id = created.task.id;
+  for (;;) {
+    const text = await abortable(engine, options.signal, (h) => engine.awaitResponse(id, h ?? null));
+    const done = JSON.parse(text) as { response?: unknown; attempts?: number };
+    const answer = parseAnswer(options.responseSchema, done.response ?? null);
+    const started = performance.now();
+    const verdict = await judge(verifier, options.payload, answer);
+    const body = JSON.stringify({
+      attempts: done.attempts ?? 0,
+      verdict: verdict.kind,
+      reason: verdict.reason ?? null,
+      verifier: name,
+      latency_ms: Math.round(performance.now() - started),
+    });
+    let after: { status: string };
+    try {
+      after = JSON.parse(await callNative(() => engine.submitVerdict(id, body))) as { status: string };
+    } catch (e) {
+      if (e instanceof Conflict) continue; // judged meanwhile (a retried agent): look again
+      throw e;
+    }
+    if (after.status === "completed") return answer;
+  }
+}
+
+/** Runs the verifier; a throw or a result that is not a verdict is inconclusive. */
+async function judge<A>(verifier: Verifier<never, A>, payload: unknown, answer: A): Promise<Verdict> {
+  let result: unknown;
+  try {
+    // The payload is the caller's own value, typed by the caller's verifier (hence `never`).
+    result = await (verifier as Verifier<unknown, A>)(payload, answer);
+  } catch (e) {
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    return inconclusive(`the verifier threw ${what}`.slice(0, 2000));
+  }
+  const v = result as Partial<Verdict> | null;
+  const ok =
+    typeof v === "object" &&
+    v !== null &&
+    (v.kind === "pass" || ((v.kind === "reject" || v.kind === "inconclusive") && typeof v.reason === "string" && v.reason.trim() !== ""));
+  return ok ? (v as Verdict) : inconclusive(`the verifier returned ${JSON.stringify(result) ?? String(result)}, not a verdict`);
 }

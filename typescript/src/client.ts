@@ -3,6 +3,7 @@
 import { Aborted, InvalidArgument, call, fromNative } from "./errors.js";
 import { native, type NativeEngine } from "./native.js";
 import { parsePayload, toJsonSchema, type Schema } from "./schema.js";
+import type { Verdict, Verification } from "./verifiers.js";
 import {
   STATUSES,
   auditCheckFromJson,
@@ -127,6 +128,8 @@ export interface TaskRequest<S extends Schema = Schema> {
   assignTo?: readonly string[];
   /** The namespace (default: the client's). */
   namespace?: string;
+  /** How the core verifies answers: rules and an LLM (see `verifiers`). */
+  verification?: Verification;
 }
 
 /** Options of `Client.create`. */
@@ -308,6 +311,7 @@ export class Client {
       assign_to: stringList(req.assignTo, "assignTo"),
       timeout_ms: timeout ?? null,
       requested_by: req.requestedBy ?? null,
+      verification: req.verification ?? null,
     };
     return toJsonText(body, "payload");
   }
@@ -401,6 +405,38 @@ export class Client {
     const engine = await this._engine();
     const channel = options.channel ?? "typescript";
     return taskFromJson(JSON.parse(await call(() => engine.answer(id, body, options.by, channel))));
+  }
+
+  /**
+   * Records an agent-side verifier's verdict on the completed task's answer. `attempts` is
+   * `task.attempts` as read with the answer (compare-and-set: a verdict on an answer already
+   * judged rejects with `Conflict`). A rejection sends the task back to pending with the
+   * reason for the person (or, on the last attempt, ends it: `VerificationExhausted`); an
+   * inconclusive verdict follows the task's fail policy. `awaitHuman({ verifier })` does all of
+   * this for you.
+   *
+   * @example
+   * ```ts
+   * const task = await client.wait(id);
+   * await client.submitVerdict(id, verifiers.rejected("amount too high"), { attempts: task.attempts });
+   * ```
+   */
+  async submitVerdict(
+    id: string,
+    verdict: Verdict,
+    options: { attempts: number; verifier?: string; latencyMs?: number; by?: string },
+  ): Promise<Task> {
+    if (typeof options?.attempts !== "number") throw new InvalidArgument("submitVerdict needs { attempts: number }");
+    const body = JSON.stringify({
+      attempts: options.attempts,
+      verdict: verdict.kind,
+      reason: verdict.reason ?? null,
+      verifier: options.verifier ?? "sdk:verifier",
+      latency_ms: Math.max(0, Math.round(options.latencyMs ?? 0)),
+      by: options.by ?? null,
+    });
+    const engine = await this._engine();
+    return taskFromJson(JSON.parse(await call(() => engine.submitVerdict(id, body))));
   }
 
   /**

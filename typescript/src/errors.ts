@@ -28,6 +28,10 @@ export type ErrorCode =
   | "conflict"
   | "timed_out"
   | "cancelled"
+  | "verification_rejected"
+  | "verification_inconclusive"
+  | "verification_pending"
+  | "verification_exhausted"
   | "config"
   | "database"
   | "internal"
@@ -156,6 +160,51 @@ export class Cancelled extends InloopError {
   }
 }
 
+/**
+ * Verification rejected the answer (a rule, the LLM verifier or the agent's verifier); the task
+ * stays pending. `reason` (also `details.reason`) is for the person who answered.
+ */
+export class VerificationRejected extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "verification_rejected");
+  }
+
+  /** Why the answer was rejected. */
+  get reason(): string {
+    return String(this.details["reason"] ?? "");
+  }
+}
+
+/** The verifier could not decide and the task is fail-closed: it stays pending. */
+export class VerificationInconclusive extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "verification_inconclusive");
+  }
+}
+
+/** Another answer to the task is being verified right now; answer again later. */
+export class VerificationPending extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "verification_pending");
+  }
+}
+
+/**
+ * Every allowed answer was rejected by verification: the task ended
+ * (`status: "verification_exhausted"`). `reasons` lists why, oldest first.
+ */
+export class VerificationExhausted extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "verification_exhausted");
+  }
+
+  /** Why each answer was rejected, oldest first. */
+  get reasons(): string[] {
+    const r = this.details["reasons"];
+    return Array.isArray(r) ? r.map(String) : [];
+  }
+}
+
 /** The configuration (database URL, environment) is unusable. */
 export class ConfigError extends InloopError {
   constructor(message: string, options: InloopErrorOptions = {}) {
@@ -197,6 +246,10 @@ const BY_CODE: Partial<Record<ErrorCode, ErrorClass>> = {
   conflict: Conflict,
   timed_out: TimedOut,
   cancelled: Cancelled,
+  verification_rejected: VerificationRejected,
+  verification_inconclusive: VerificationInconclusive,
+  verification_pending: VerificationPending,
+  verification_exhausted: VerificationExhausted,
   config: ConfigError,
   database: DatabaseError,
   internal: InternalError,

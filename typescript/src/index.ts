@@ -46,10 +46,16 @@ export {
   NotFound,
   TimedOut,
   TooLarge,
+  VerificationExhausted,
+  VerificationInconclusive,
+  VerificationPending,
+  VerificationRejected,
   type ErrorCode,
   type FieldError,
   type InloopErrorOptions,
 } from "./errors.js";
+export * as verifiers from "./verifiers.js";
+export type { Verdict, Verification, Verifier, Rule as VerificationRule } from "./verifiers.js";
 export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
 export {
   STATUSES,

@@ -19,6 +19,7 @@ export interface NativeEngine {
   getByKey(namespace: string, key: string): Promise<string>;
   list(filter: string): Promise<string>;
   answer(id: string, response: string, by: string, channel: string): Promise<string>;
+  submitVerdict(id: string, verdict: string): Promise<string>;
   cancel(id: string, by: string, channel: string, reason?: string | undefined | null): Promise<string>;
   wait(id: string, timeoutMs?: number | undefined | null, abort?: number | undefined | null): Promise<string>;
   awaitResponse(id: string, abort?: number | undefined | null): Promise<string>;

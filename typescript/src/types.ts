@@ -47,11 +47,26 @@ export interface Task {
   /** The reviewer working on the task (claimed in the dashboard or through the API). */
   readonly claimedBy: string | null;
   readonly claimedAt: Date | null;
+  /** The verification spec (rules, LLM verifier, attempts, fail policy) as JSON, or `null`. */
+  readonly verification: Record<string, unknown> | null;
+  /** How many answers verification rejected so far. */
+  readonly attempts: number;
+  /** Why each rejected answer was rejected, oldest first. */
+  readonly rejections: Rejection[];
   /**
    * On the result of `Client.create`: `true` when that call created the task, `false` when
    * its key already named it (a replay). `undefined` elsewhere.
    */
   readonly created?: boolean;
+}
+
+/** One rejected answer: which attempt, which verifier, why, who answered, when. */
+export interface Rejection {
+  readonly attempt: number;
+  readonly verifier: string;
+  readonly reason: string;
+  readonly by: string | null;
+  readonly at: string;
 }
 
 /** A page of tasks, newest first, with the cursor of the next page (`null` on the last). */
@@ -138,6 +153,10 @@ export function taskFromJson(v: unknown, created?: boolean): Task {
     endedAt: optDate(d["ended_at"]),
     claimedBy: optStr(d["claimed_by"]),
     claimedAt: optDate(d["claimed_at"]),
+    verification:
+      d["verification"] == null ? null : (obj(d["verification"], "verification") as Record<string, unknown>),
+    attempts: typeof d["attempts"] === "number" ? d["attempts"] : 0,
+    rejections: Array.isArray(d["rejections"]) ? (d["rejections"] as Rejection[]) : [],
     ...(created === undefined ? {} : { created }),
   };
   return task;

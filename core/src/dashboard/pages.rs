@@ -648,6 +648,11 @@ mod tests {
             updated_at: T0,
             deadline: Some(T0 + 3_600_000),
             ended_at: None,
+            verification: None,
+            attempts: 0,
+            rejections: vec![],
+            verifying_until: None,
+            verify_token: None,
         }
     }
 

@@ -40,15 +40,18 @@ pub struct ErrorDetail {
 pub fn status_for(code: &str) -> StatusCode {
     match code {
         "invalid_json" => StatusCode::BAD_REQUEST,
-        "invalid_payload" | "invalid_answer" | "invalid_schema" | "invalid_argument" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        "invalid_payload"
+        | "invalid_answer"
+        | "invalid_schema"
+        | "invalid_argument"
+        | "verification_rejected" => StatusCode::UNPROCESSABLE_ENTITY,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
-        "key_reused" | "conflict" => StatusCode::CONFLICT,
-        "timed_out" | "cancelled" => StatusCode::GONE,
+        "key_reused" | "conflict" | "verification_pending" => StatusCode::CONFLICT,
+        "timed_out" | "cancelled" | "verification_exhausted" => StatusCode::GONE,
+        "verification_inconclusive" => StatusCode::SERVICE_UNAVAILABLE,
         "config" | "database" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

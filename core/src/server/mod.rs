@@ -106,6 +106,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/api/v1/tasks/{id}/verdict",
+        make: || axum::routing::post(routes::verdict_task),
+    },
+    Route {
+        method: "POST",
         path: "/api/v1/tasks/{id}/claim",
         make: || axum::routing::post(routes::claim_task),
     },

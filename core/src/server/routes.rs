@@ -17,6 +17,7 @@ use super::extract::{Caller, JsonBody, KeySegment, OptionalJson, Params, TaskId}
 use super::{AppState, WAIT_DEFAULT_MS, WAIT_MAX_MS};
 use crate::access::Principal;
 use crate::apikeys::ApiKey;
+use crate::engine::AgentVerdict;
 use crate::error::Error;
 use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
 
@@ -40,6 +41,7 @@ fn channel(key: &ApiKey) -> String {
         get_task_by_key,
         answer_task,
         cancel_task,
+        verdict_task,
         claim_task,
         release_task,
         task_audit,
@@ -59,6 +61,9 @@ fn channel(key: &ApiKey) -> String {
         AnswerBody,
         CancelBody,
         ClaimBody,
+        AgentVerdict,
+        crate::verify::Verification,
+        crate::verify::Rejection,
         ErrorBody
     )),
     modifiers(&BearerAuth),
@@ -272,8 +277,10 @@ pub(super) struct AnswerBody {
         (status = 401, description = "Missing or bad API key", body = ErrorBody),
         (status = 403, description = "The key may not answer", body = ErrorBody),
         (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
-        (status = 409, description = "The task already ended", body = ErrorBody),
-        (status = 422, description = "The answer does not match the response schema", body = ErrorBody),
+        (status = 409, description = "The task already ended, or another answer is being verified (`verification_pending`)", body = ErrorBody),
+        (status = 410, description = "Verification rejected the last allowed answer: the task ended (`verification_exhausted`, every reason in `details.reasons`)", body = ErrorBody),
+        (status = 422, description = "The answer does not match the response schema (`invalid_answer`), or verification rejected it (`verification_rejected`, the reason in `details.reason`; the task stays pending)", body = ErrorBody),
+        (status = 503, description = "The verifier could not decide and the task is fail-closed (`verification_inconclusive`; the task stays pending)", body = ErrorBody),
     )
 )]
 pub(super) async fn answer_task(
@@ -335,6 +342,40 @@ pub(super) async fn cancel_task(
                 body.reason.as_deref(),
                 &as_principal(&key),
             )
+            .await?,
+    ))
+}
+
+/// Record the agent's own verifier's verdict on the task's accepted answer (the SDKs'
+/// `verifier=`). `attempts` is the task's `attempts` as read with the answer; `reject` sends
+/// the task back to pending with the reason for the human (or ends it as
+/// `verification_exhausted` on the last attempt); `inconclusive` follows the task's fail
+/// policy. The key's namespace only, like a cancel.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/verdict",
+    tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body = AgentVerdict,
+    responses(
+        (status = 200, description = "The task after the verdict", body = Task),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+        (status = 404, description = "No such task in the key's namespace", body = ErrorBody),
+        (status = 409, description = "The task is not completed, or this answer was already judged", body = ErrorBody),
+        (status = 410, description = "The rejection used the last attempt (`verification_exhausted`)", body = ErrorBody),
+        (status = 422, description = "A malformed verdict", body = ErrorBody),
+    )
+)]
+pub(super) async fn verdict_task(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    TaskId(id): TaskId,
+    JsonBody(body): JsonBody<AgentVerdict>,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .submit_verdict_as(id, body, &as_principal(&key))
             .await?,
     ))
 }

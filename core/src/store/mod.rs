@@ -42,9 +42,21 @@ pub struct NewAudit {
     pub data: Value,
 }
 
+/// The verification bookkeeping a transition sets on a task (all four fields at once).
+#[derive(Debug, Clone, Default)]
+pub struct VerifyState {
+    pub attempts: u32,
+    pub rejections: Vec<crate::verify::Rejection>,
+    /// The lease of the answer now with the LLM verifier (`None`: none).
+    pub token: Option<String>,
+    pub until: Option<i64>,
+}
+
 /// What to do to a locked task: change it, append audit rows, both, or neither.
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
+    /// New verification bookkeeping (attempts, rejections, lease).
+    pub verify: Option<VerifyState>,
     pub update: Option<Update>,
     /// A change of claim: `Some(Some(who))` claims (at the transition's time), `Some(None)`
     /// releases.

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "users",
         include_str!("../../migrations/postgres/0003_users.sql"),
     ),
+    (
+        4,
+        "verification",
+        include_str!("../../migrations/postgres/0004_verification.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -12,7 +12,8 @@ macro_rules! task_cols {
     () => {
         "id, namespace, key, title, payload, payload_schema, response_schema, digest, notify, \
          assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
-         created_at, updated_at, deadline, ended_at, claimed_by, claimed_at"
+         created_at, updated_at, deadline, ended_at, claimed_by, claimed_at, verification, attempts, \
+         rejections, verify_token, verifying_until"
     };
 }
 
@@ -139,6 +140,16 @@ macro_rules! sql_store {
                 ended_at: r.try_get("ended_at")?,
                 claimed_by: r.try_get("claimed_by")?,
                 claimed_at: r.try_get("claimed_at")?,
+                verification: r
+                    .try_get::<Option<Json<Value>>, _>("verification")?
+                    .map(|j| serde_json::from_value(j.0))
+                    .transpose()
+                    .map_err(|e| Error::Internal(format!("stored verification spec: {e}")))?,
+                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                rejections: serde_json::from_value(r.try_get::<Json<Value>, _>("rejections")?.0)
+                    .map_err(|e| Error::Internal(format!("stored rejections: {e}")))?,
+                verify_token: r.try_get("verify_token")?,
+                verifying_until: r.try_get("verifying_until")?,
             })
         }
 
@@ -264,7 +275,8 @@ macro_rules! sql_store {
                 let mut tx = self.writer.begin_with($begin).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head) VALUES ",
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) ",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, ",
+                    "$23, $24, $25, $26, $27, $28, $29) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -289,6 +301,11 @@ macro_rules! sql_store {
                 .bind(t.ended_at)
                 .bind(&t.claimed_by)
                 .bind(t.claimed_at)
+                .bind(t.verification.as_ref().map(|v| Json(v.to_json())))
+                .bind(i64::from(t.attempts))
+                .bind(Json(serde_json::to_value(&t.rejections).unwrap_or(Value::Null)))
+                .bind(&t.verify_token)
+                .bind(t.verifying_until)
                 .bind(head.0)
                 .bind(&head.1)
                 .execute(&mut *tx)
@@ -407,7 +424,15 @@ macro_rules! sql_store {
                 } else {
                     append_audit(&mut tx, id, now, head, decision.audit).await?
                 };
-                let changed = decision.update.is_some() || decision.claim.is_some();
+                let changed = decision.update.is_some()
+                    || decision.claim.is_some()
+                    || decision.verify.is_some();
+                if let Some(v) = decision.verify {
+                    after.attempts = v.attempts;
+                    after.rejections = v.rejections;
+                    after.verify_token = v.token;
+                    after.verifying_until = v.until;
+                }
                 if let Some(u) = decision.update {
                     after.status = u.status;
                     after.response = u.response;
@@ -427,7 +452,8 @@ macro_rules! sql_store {
                         "UPDATE inloop_tasks SET status = $2, response = $3, answered_by = $4, \
                          answered_via = $5, cancelled_by = $6, cancel_reason = $7, ended_at = $8, \
                          updated_at = $9, audit_seq = $10, audit_head = $11, claimed_by = $12, \
-                         claimed_at = $13 WHERE id = $1",
+                         claimed_at = $13, attempts = $14, rejections = $15, verify_token = $16, \
+                         verifying_until = $17 WHERE id = $1",
                     )
                     .bind(id.to_string())
                     .bind(after.status.as_str())
@@ -442,6 +468,10 @@ macro_rules! sql_store {
                     .bind(&head.1)
                     .bind(&after.claimed_by)
                     .bind(after.claimed_at)
+                    .bind(i64::from(after.attempts))
+                    .bind(Json(serde_json::to_value(&after.rejections).unwrap_or(Value::Null)))
+                    .bind(&after.verify_token)
+                    .bind(after.verifying_until)
                     .execute(&mut *tx)
                     .await?;
                 } else if head.0 != before_seq {

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "users",
         include_str!("../../migrations/sqlite/0003_users.sql"),
     ),
+    (
+        4,
+        "verification",
+        include_str!("../../migrations/sqlite/0004_verification.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -1,0 +1,10 @@
+-- inloop schema v4 (PostgreSQL): answer verification (docs/verification.md).
+-- verification: the task's spec (rules, LLM verifier, attempts, fail policy), or NULL.
+-- attempts/rejections: rejected answers so far and why (JSON array, oldest first).
+-- verify_token/verifying_until: the answer being verified by an LLM right now (a lease; the
+-- verdict is applied only if the token still matches).
+ALTER TABLE inloop_tasks ADD COLUMN verification JSONB;
+ALTER TABLE inloop_tasks ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE inloop_tasks ADD COLUMN rejections JSONB NOT NULL DEFAULT '[]';
+ALTER TABLE inloop_tasks ADD COLUMN verify_token TEXT;
+ALTER TABLE inloop_tasks ADD COLUMN verifying_until BIGINT;
