@@ -20,6 +20,12 @@ pub mod kind {
     pub const CANCELLED: &str = "cancelled";
     pub const CLAIMED: &str = "claimed";
     pub const RELEASED: &str = "released";
+    /// A channel delivered a notification (the outbox row is done).
+    pub const DELIVERED: &str = "delivered";
+    /// The outbox gave up on a delivery (retry horizon passed, or a permanent error).
+    pub const DELIVERY_FAILED: &str = "delivery_failed";
+    /// An e-mail link was refused (expired, reused, tampered, other recipient, unknown user).
+    pub const LINK_REFUSED: &str = "link_refused";
 }
 
 /// Hash of one row, over the previous hash and the canonical JSON of its fields.

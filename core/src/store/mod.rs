@@ -15,6 +15,7 @@ use crate::model::{AuditEvent, Status, Task};
 
 #[macro_use]
 mod sql;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
@@ -303,6 +304,49 @@ impl Store {
 
     pub async fn policy_for_task(&self, id: &Uuid) -> Result<Option<String>> {
         dispatch!(self, s => s.policy_for_task(id).await)
+    }
+
+    /// Leases due outbox rows (see the backend's `claim_deliveries`).
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<outbox::Claimed>> {
+        dispatch!(self, s => s.claim_deliveries(owner, now, lease_ms, limit).await)
+    }
+
+    /// Records an attempt and settles the row if the lease is still held (see the backend's
+    /// `finish_delivery`); `false` when the lease was lost.
+    pub async fn finish_delivery(
+        &self,
+        c: &outbox::Claimed,
+        worker: &str,
+        started_at: i64,
+        now: i64,
+        finish: &outbox::Finish,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.finish_delivery(c, worker, started_at, now, finish).await)
+    }
+
+    /// A task's delivery rows, oldest first.
+    pub async fn deliveries(&self, task_id: &Uuid) -> Result<Vec<outbox::Delivery>> {
+        dispatch!(self, s => s.deliveries(task_id).await)
+    }
+
+    /// Delivery rows in `state` (every state when `None`), oldest first.
+    pub async fn deliveries_in(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<outbox::Delivery>> {
+        dispatch!(self, s => s.deliveries_in(state, limit).await)
+    }
+
+    /// The attempts recorded for one delivery row.
+    pub async fn delivery_attempts(&self, outbox_id: i64) -> Result<Vec<outbox::Attempt>> {
+        dispatch!(self, s => s.delivery_attempts(outbox_id).await)
     }
 
     /// Closes every connection.

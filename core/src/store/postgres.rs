@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "users",
         include_str!("../../migrations/postgres/0003_users.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../migrations/postgres/0005_outbox.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.
@@ -167,6 +172,7 @@ sql_store! {
     row = PgRow,
     begin_write = "BEGIN",
     lock_row = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
     migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
     assignees = "jsonb_array_elements_text(inloop_tasks.assign_to) AS e(value)",
     assignees_len = "jsonb_array_length",

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "users",
         include_str!("../../migrations/sqlite/0003_users.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../migrations/sqlite/0005_outbox.sql"),
+    ),
 ];
 
 /// The SQLite store.
@@ -261,6 +266,7 @@ sql_store! {
     row = SqliteRow,
     begin_write = "BEGIN IMMEDIATE",
     lock_row = "",
+    skip_locked = "",
     migrate_lock = "",
     assignees = "json_each(inloop_tasks.assign_to)",
     assignees_len = "json_array_length",
