@@ -188,6 +188,7 @@ impl Settings {
 }
 
 /// The live channels of a server.
+#[derive(Debug)]
 pub struct Channels {
     pub dispatch: DispatchOptions,
     webhook: webhook::Webhooks,

@@ -220,6 +220,7 @@ pub fn event_body(job: &Job<'_>) -> Vec<u8> {
 }
 
 /// The webhook channel: every configured endpoint.
+#[derive(Debug)]
 pub struct Webhooks {
     endpoints: BTreeMap<String, Endpoint>,
     http: reqwest::Client,

@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub setup_token: Option<String>,
     /// Sign-in throttling (default: 5 failures per name, 20 per address, in 15 minutes).
     pub throttle: Option<(std::time::Duration, usize, usize)>,
+    /// The notification channels: [`serve`] runs an outbox dispatcher for them.
+    pub channels: Option<Arc<crate::channels::Channels>>,
 }
 
 /// One route: method, path (axum/OpenAPI syntax) and its handler.
@@ -299,6 +301,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine.start_background();
+    let dispatcher = opts.channels.as_ref().map(|ch| {
+        let worker = format!("serve-{}", std::process::id());
+        crate::channels::spawn_dispatcher(engine.clone(), Arc::clone(ch), worker)
+    });
+    let _stop_dispatcher = AbortOnDrop(dispatcher);
     let (tx, rx) = watch::channel(false);
     let app = build(state(engine, &opts, rx, None));
     axum::serve(
@@ -310,6 +317,17 @@ pub async fn serve(
         let _ = tx.send(true);
     })
     .await
+}
+
+/// Stops a background task when dropped (the dispatcher ends with the server).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// Completes once `ctrl-c` or (on Unix) `SIGTERM` arrives.
