@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{Task, now_ms};
 use crate::store::outbox::{self, Claimed, Finish};
 
+pub mod email;
 pub mod sign;
 pub mod webhook;
 
@@ -119,6 +120,7 @@ impl Default for DispatchOptions {
 pub struct Settings {
     pub dispatch: DispatchOptions,
     pub webhooks: BTreeMap<String, webhook::Endpoint>,
+    pub email: Option<email::EmailSettings>,
 }
 
 impl Settings {
@@ -167,8 +169,12 @@ impl Settings {
             dispatch.poll = Duration::from_millis(v.clamp(10, 60_000));
         }
         let webhooks = webhook::resolve(&file.webhooks, env)?;
-        let _ = public_url;
-        Ok(Settings { dispatch, webhooks })
+        let email = email::resolve(file.email.as_ref(), env, public_url)?;
+        Ok(Settings {
+            dispatch,
+            webhooks,
+            email,
+        })
     }
 
     /// [`Settings::resolve`] with the process environment.
@@ -192,6 +198,7 @@ impl Settings {
 pub struct Channels {
     pub dispatch: DispatchOptions,
     webhook: webhook::Webhooks,
+    email: Option<email::Email>,
 }
 
 impl Channels {
@@ -200,6 +207,7 @@ impl Channels {
         Ok(Channels {
             dispatch: settings.dispatch,
             webhook: webhook::Webhooks::new(settings.webhooks)?,
+            email: settings.email.map(email::Email::new).transpose()?,
         })
     }
 
@@ -207,15 +215,30 @@ impl Channels {
     fn get(&self, kind: &str) -> std::result::Result<&dyn Channel, DeliveryError> {
         match kind {
             "webhook" => Ok(&self.webhook),
+            "email" => match &self.email {
+                Some(e) => Ok(e),
+                None => Err(DeliveryError::permanent(
+                    "the email channel is not configured on this server (INLOOP_SMTP_URL)",
+                )),
+            },
             other => Err(DeliveryError::permanent(format!(
-                "no channel {other:?} on this server (known: webhook)"
+                "no channel {other:?} on this server (known: webhook, email)"
             ))),
         }
     }
 
+    /// The e-mail channel, when configured (the link endpoints need its keys).
+    pub fn email(&self) -> Option<&email::Email> {
+        self.email.as_ref()
+    }
+
     /// Checks every configured channel; one line per item, or the first error.
     pub async fn check(&self) -> Result<Vec<String>> {
-        self.webhook.check().await
+        let mut out = self.webhook.check().await?;
+        if let Some(e) = &self.email {
+            out.extend(e.check().await?);
+        }
+        Ok(out)
     }
 }
 

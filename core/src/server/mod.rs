@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::engine::Engine;
 
 mod dashboard;
+mod email_links;
 pub mod error;
 pub mod extract;
 pub mod logging;
@@ -49,6 +50,8 @@ pub struct AppState {
     throttle: Arc<session::LoginThrottle>,
     /// Mark cookies `Secure` (the public URL is https).
     secure_cookies: bool,
+    /// The notification channels (the e-mail link pages need the link keys).
+    channels: Option<Arc<crate::channels::Channels>>,
 }
 
 /// How the server presents itself.
@@ -148,6 +151,11 @@ pub const ROUTES: &[Route] = &[
 
 /// The dashboard's pages and actions (HTML, not part of the REST API or its OpenAPI document).
 pub const DASHBOARD_ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/email/{token}",
+        make: || axum::routing::get(email_links::page).post(email_links::submit),
+    },
     Route {
         method: "GET",
         path: "/",
@@ -263,6 +271,7 @@ fn state(
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://")),
+        channels: opts.channels.clone(),
     }
 }
 

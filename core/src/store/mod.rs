@@ -166,6 +166,31 @@ impl Store {
         dispatch!(self, s => s.transition(id, now, decide).await)
     }
 
+    /// [`Store::transition`], consuming an e-mail link in the same transaction when the
+    /// decision completes the task.
+    pub async fn transition_linked<T, F>(
+        &self,
+        id: &Uuid,
+        now: i64,
+        link: Option<&outbox::LinkUse>,
+        decide: F,
+    ) -> Result<(Task, T)>
+    where
+        F: FnOnce(&Task) -> (Decision, T) + Send,
+        T: Send,
+    {
+        dispatch!(self, s => s.transition_linked(id, now, link, decide).await)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<crate::users::User>> {
+        dispatch!(self, s => s.user_by_email(email).await)
+    }
+
+    /// Whether the e-mail link `link_id` answered a task.
+    pub async fn link_used(&self, link_id: &str) -> Result<bool> {
+        dispatch!(self, s => s.link_used(link_id).await)
+    }
+
     /// Pending tasks whose deadline is at or before `now`, earliest first.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
         dispatch!(self, s => s.due(now, limit).await)

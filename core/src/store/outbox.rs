@@ -147,3 +147,10 @@ pub struct Attempt {
     pub outcome: String,
     pub error: Option<String>,
 }
+
+/// The single-use record of an e-mail link, written with the answer it carried.
+#[derive(Debug, Clone)]
+pub struct LinkUse {
+    pub link_id: String,
+    pub recipient: String,
+}

@@ -424,6 +424,19 @@ macro_rules! sql_store {
                 F: FnOnce(&Task) -> (Decision, T) + Send,
                 T: Send,
             {
+                self.transition_linked(id, now, None, decide).await
+            }
+
+            /// [`Self::transition`]; when the decision completes the task and `link` is given,
+            /// the link's single-use row is inserted in the same transaction (a link already
+            /// used rolls the whole answer back: `forbidden`).
+            pub async fn transition_linked<T, F>(
+                &self, id: &Uuid, now: i64, link: Option<&crate::store::outbox::LinkUse>, decide: F,
+            ) -> Result<(Task, T)>
+            where
+                F: FnOnce(&Task) -> (Decision, T) + Send,
+                T: Send,
+            {
                 let mut tx = self.writer.begin_with($begin).await?;
                 let row = sqlx::query(concat!(
                     "SELECT ", task_cols!(), ", audit_seq, audit_head FROM inloop_tasks WHERE id = $1", $lock
@@ -488,6 +501,27 @@ macro_rules! sql_store {
                         .bind(&head.1)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if let Some(l) = link
+                    && before.status == crate::model::Status::Pending
+                    && after.status == crate::model::Status::Completed
+                {
+                    let fresh = sqlx::query(
+                        "INSERT INTO inloop_link_uses (link_id, task_id, recipient, used_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (link_id) DO NOTHING",
+                    )
+                    .bind(&l.link_id)
+                    .bind(id.to_string())
+                    .bind(&l.recipient)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !fresh {
+                        // Dropping the transaction rolls the answer back.
+                        return Err(Error::Forbidden("this e-mail link was already used".into()));
+                    }
                 }
                 if after.status.is_final() && !before.status.is_final() {
                     // Every channel that showed the task is told it ended, with the end.
@@ -676,6 +710,24 @@ macro_rules! sql_store {
                     Some(r) => Ok(Some((user_from_row(&r)?, r.try_get("password_hash")?))),
                     None => Ok(None),
                 }
+            }
+
+            /// The user with this e-mail address (stored lower case).
+            pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM inloop_users WHERE email = $1"))
+                    .bind(email.to_ascii_lowercase())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(user_from_row).transpose()
+            }
+
+            /// Whether an e-mail link was used to answer.
+            pub async fn link_used(&self, link_id: &str) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM inloop_link_uses WHERE link_id = $1")
+                    .bind(link_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n > 0)
             }
 
             pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
