@@ -426,7 +426,7 @@ mod tests {
 
     fn link(kid: &str) -> Link {
         Link {
-            task: Uuid::now_v7(),
+            task: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001),
             recipient: "ann@acme.test".into(),
             expires_at: 2_000,
             id: "n1".into(),
