@@ -185,7 +185,7 @@ enum Command {
     /// Set who may see and answer a namespace's unassigned tasks
     #[command(subcommand)]
     Namespace(people::NamespaceCommand),
-    /// Check the notification channels (webhooks, e-mail) and make webhook secrets
+    /// Check the notification channels (webhooks, e-mail, Slack) and make webhook secrets
     #[command(subcommand)]
     Channels(ChannelsCommand),
 }

@@ -257,6 +257,20 @@ pub struct ChannelsConfig {
     #[serde(default)]
     pub webhooks: std::collections::BTreeMap<String, WebhookConfig>,
     pub email: Option<EmailConfig>,
+    pub slack: Option<SlackConfig>,
+}
+
+/// The `[channels.slack]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Option<String>,
+    pub signing_secret: Option<String>,
+    /// The Web API base (default `https://slack.com/api`).
+    pub api_url: Option<String>,
+    /// Slack user id -> inloop user name (else the Slack profile e-mail is used).
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[channels.webhooks.NAME]` endpoint.

@@ -1675,7 +1675,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
     assert_eq!(
         db.raw_count("SELECT COUNT(*) FROM inloop_migrations").await,
-        3 // 0001 tasks, 0002 API keys, 0003 users
+        4 // 0001 tasks, 0002 API keys, 0003 users, 0005 outbox
     );
     let id = a.create(task("migrated")).await.unwrap().task.id;
     assert_eq!(b.get(id).await.unwrap().id, id);
@@ -1685,7 +1685,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     let d = db.open().await;
     assert_eq!(
         db.raw_count("SELECT COUNT(*) FROM inloop_migrations").await,
-        3
+        4
     );
     assert_eq!(d.get(id).await.unwrap().status, Status::Pending);
     assert_eq!(d.backend(), db.backend);

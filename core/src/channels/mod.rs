@@ -24,6 +24,7 @@ use crate::store::outbox::{self, Claimed, Finish};
 
 pub mod email;
 pub mod sign;
+pub mod slack;
 pub mod webhook;
 
 /// Whether a channel kind changes what it showed when the task ends (so the end is enqueued
@@ -121,6 +122,7 @@ pub struct Settings {
     pub dispatch: DispatchOptions,
     pub webhooks: BTreeMap<String, webhook::Endpoint>,
     pub email: Option<email::EmailSettings>,
+    pub slack: Option<slack::SlackSettings>,
 }
 
 impl Settings {
@@ -170,10 +172,12 @@ impl Settings {
         }
         let webhooks = webhook::resolve(&file.webhooks, env)?;
         let email = email::resolve(file.email.as_ref(), env, public_url)?;
+        let slack = slack::resolve(file.slack.as_ref(), env, public_url)?;
         Ok(Settings {
             dispatch,
             webhooks,
             email,
+            slack,
         })
     }
 
@@ -199,6 +203,7 @@ pub struct Channels {
     pub dispatch: DispatchOptions,
     webhook: webhook::Webhooks,
     email: Option<email::Email>,
+    slack: Option<slack::Slack>,
 }
 
 impl Channels {
@@ -208,6 +213,7 @@ impl Channels {
             dispatch: settings.dispatch,
             webhook: webhook::Webhooks::new(settings.webhooks)?,
             email: settings.email.map(email::Email::new).transpose()?,
+            slack: settings.slack.map(slack::Slack::new).transpose()?,
         })
     }
 
@@ -221,8 +227,14 @@ impl Channels {
                     "the email channel is not configured on this server (INLOOP_SMTP_URL)",
                 )),
             },
+            "slack" => match &self.slack {
+                Some(s) => Ok(s),
+                None => Err(DeliveryError::permanent(
+                    "the slack channel is not configured on this server (INLOOP_SLACK_BOT_TOKEN)",
+                )),
+            },
             other => Err(DeliveryError::permanent(format!(
-                "no channel {other:?} on this server (known: webhook, email)"
+                "no channel {other:?} on this server (known: webhook, email, slack)"
             ))),
         }
     }
@@ -232,11 +244,19 @@ impl Channels {
         self.email.as_ref()
     }
 
+    /// The Slack channel, when configured (the interactivity endpoint needs it).
+    pub fn slack(&self) -> Option<&slack::Slack> {
+        self.slack.as_ref()
+    }
+
     /// Checks every configured channel; one line per item, or the first error.
     pub async fn check(&self) -> Result<Vec<String>> {
         let mut out = self.webhook.check().await?;
         if let Some(e) = &self.email {
             out.extend(e.check().await?);
+        }
+        if let Some(s) = &self.slack {
+            out.extend(s.check().await?);
         }
         Ok(out)
     }

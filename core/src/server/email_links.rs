@@ -281,20 +281,11 @@ async fn refuse(state: &AppState, link: &Link, reason: &str) {
 
 /// For an approval schema, `choice=approve|reject` pre-selects the boolean.
 fn preselect(schema: &Value, choice: Option<&str>) -> Option<Value> {
-    let value = match choice? {
-        "approve" => true,
-        "reject" => false,
-        _ => return None,
-    };
-    if !form::is_approval(schema) {
-        return None;
+    match choice? {
+        "approve" => crate::channels::slack::approval_response(schema, true),
+        "reject" => crate::channels::slack::approval_response(schema, false),
+        _ => None,
     }
-    let required = schema.get("required")?.as_array()?;
-    let key = required
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|k| schema["properties"][*k]["type"] == "boolean")?;
-    Some(json!({ key: value }))
 }
 
 fn refill(

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 mod routes;
 pub mod session;
+mod slack_events;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::Metrics;
@@ -155,6 +156,11 @@ pub const DASHBOARD_ROUTES: &[Route] = &[
         method: "GET",
         path: "/email/{token}",
         make: || axum::routing::get(email_links::page).post(email_links::submit),
+    },
+    Route {
+        method: "POST",
+        path: "/slack/interactivity",
+        make: || axum::routing::post(slack_events::interactivity),
     },
     Route {
         method: "GET",
