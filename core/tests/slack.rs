@@ -78,6 +78,7 @@ async fn api(
             json!({"ok": true, "user": {"id": body["user"], "profile": {"email": email}}})
         }
         "auth.test" => json!({"ok": true, "user": "inloop", "team": "Acme"}),
+        "views.open" => json!({"ok": true, "view": {"id": "V1"}}),
         _ => json!({"ok": false, "error": "unknown_method"}),
     })
 }
@@ -167,6 +168,22 @@ impl Env {
             .await
             .unwrap()
             .status()
+    }
+
+    async fn signed_full(&self, body: &str) -> (StatusCode, String) {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = sign_request(SECRET, ts, body.as_bytes());
+        let r = self
+            .http
+            .post(format!("{}/slack/interactivity", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", sig)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
     }
 
     async fn signed(&self, body: &str) -> (StatusCode, i64, String) {
@@ -417,7 +434,151 @@ async fn slack_message_follows_other_ends(db: Db) {
     assert_eq!(engine.get(b.id).await.unwrap().status, Status::TimedOut);
 }
 
+/// A `view_submission` as Slack sends it for the answer modal.
+fn submission_body(task: &str, user: &str, values: Value) -> String {
+    let payload = json!({
+        "type": "view_submission",
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T1"},
+        "api_app_id": "A1", "team": {"id": "T1", "domain": "acme"},
+        "view": {"id": "V1", "type": "modal", "callback_id": "inloop.answer",
+                 "private_metadata": task, "state": {"values": values}}
+    });
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// A typed answer: "Respond…" opens a modal generated from the schema (`views.open` with the
+/// click's trigger); a submission the core refuses comes back as inline errors; a valid one
+/// answers and the agent resumes.
+async fn slack_modal_typed_answer(db: Db) {
+    let engine = db.open().await;
+    add_user(
+        &engine,
+        "ann",
+        Some("ann@acme.test"),
+        Role::Reviewer,
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+    let env = start(&engine).await;
+    let mut t = approval("slack-4");
+    t.response_schema = json!({"type": "object",
+        "properties": {
+            "amount": {"type": "integer", "minimum": 1, "maximum": 1000, "title": "Amount (EUR)"},
+            "priority": {"type": "string", "enum": ["low", "high"]},
+            "note": {"type": "string", "maxLength": 100, "description": "Shown to the customer"},
+            "notify_customer": {"type": "boolean"}},
+        "required": ["amount", "priority"]});
+    let agent = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.ask(t).await })
+    };
+    let fake = Arc::clone(&env.fake);
+    eventually("the message", Duration::from_secs(20), || {
+        fake.calls("chat.postMessage").len() >= 2
+    })
+    .await;
+    let task = engine.get_by_key("default", "slack-4").await.unwrap();
+    let id = task.id.to_string();
+    let buttons = env.fake.calls("chat.postMessage")[1]["blocks"][1]["elements"].clone();
+    assert_eq!(buttons[0]["action_id"], "inloop.respond");
+    assert_eq!(buttons[0]["text"]["text"], "Respond…");
+
+    let (status, _, _) = env.signed(&click_body(&id, "UANN", "inloop.respond")).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("views.open", Duration::from_secs(10), || {
+        !fake.calls("views.open").is_empty()
+    })
+    .await;
+    let open = &env.fake.calls("views.open")[0];
+    assert_eq!(open["trigger_id"], "123.456.abc");
+    let view = &open["view"];
+    assert_eq!(
+        (view["type"].as_str(), view["private_metadata"].as_str()),
+        (Some("modal"), Some(id.as_str()))
+    );
+    let block = |k: &str| {
+        view["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["block_id"] == k)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(block("amount")["element"]["type"], "number_input");
+    assert_eq!(block("amount")["element"]["is_decimal_allowed"], false);
+    assert_eq!(block("amount")["element"]["min_value"], "1");
+    assert_eq!(block("amount")["label"]["text"], "Amount (EUR)");
+    assert_eq!(block("amount")["optional"], false);
+    assert_eq!(block("priority")["element"]["type"], "radio_buttons");
+    assert_eq!(block("note")["hint"]["text"], "Shown to the customer");
+    assert_eq!(block("note")["optional"], true);
+    assert_eq!(block("notify_customer")["element"]["type"], "checkboxes");
+
+    let values = |amount: &str| {
+        json!({
+            "amount": {"v": {"type": "number_input", "value": amount}},
+            "priority": {"v": {"type": "radio_buttons", "selected_option": {"text": {"type": "plain_text", "text": "high"}, "value": "1"}}},
+            "note": {"v": {"type": "plain_text_input", "value": "rush"}},
+            "notify_customer": {"v": {"type": "checkboxes", "selected_options": [{"value": "true"}]}}
+        })
+    };
+    // Out of range: the core's validation, shown inline on the field.
+    let (status, body) = env
+        .signed_full(&submission_body(&id, "UANN", values("5000")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["response_action"], "errors", "{body}");
+    assert!(
+        v["errors"]["amount"].as_str().unwrap().contains("1000"),
+        "{body}"
+    );
+    let (_, body) = env
+        .signed_full(&submission_body(&id, "UANN", values("12x")))
+        .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"]["amount"], "enter a whole number", "{body}");
+    let (_, body) = env
+        .signed_full(&submission_body(&id, "UEVE", values("250")))
+        .await;
+    assert!(body.contains("not an inloop user"), "{body}");
+    assert_eq!(engine.get(task.id).await.unwrap().status, Status::Pending);
+
+    let (status, body) = env
+        .signed_full(&submission_body(&id, "UANN", values("250")))
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, ""),
+        "an empty 200 closes the modal"
+    );
+    let done = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .expect("the agent resumes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        done.response,
+        Some(json!({"amount": 250, "priority": "high", "note": "rush", "notify_customer": true}))
+    );
+    assert_eq!(done.answered_via.as_deref(), Some("slack"));
+    eventually("chat.update", Duration::from_secs(20), || {
+        !fake.calls("chat.update").is_empty()
+    })
+    .await;
+    let line = env.fake.calls("chat.update")[0]["blocks"][1]["elements"][0]["text"].clone();
+    assert!(
+        line.as_str().unwrap().starts_with("Answered by ann at "),
+        "{line}"
+    );
+}
+
 conformance!(
     slack_click_answers_and_updates,
-    slack_message_follows_other_ends
+    slack_message_follows_other_ends,
+    slack_modal_typed_answer
 );

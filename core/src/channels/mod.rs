@@ -25,6 +25,7 @@ use crate::store::outbox::{self, Claimed, Finish};
 pub mod email;
 pub mod sign;
 pub mod slack;
+pub mod slack_modal;
 pub mod webhook;
 
 /// Whether a channel kind changes what it showed when the task ends (so the end is enqueued

@@ -6,7 +6,8 @@
 //! asks for confirmation); clicks arrive at `POST /slack/interactivity`
 //! (`server/slack_events.rs`), signed by Slack (`v0` HMAC-SHA256 over
 //! `v0:{timestamp}:{raw body}`, [`verify_request`]). Other schemas get an "Answer in inloop"
-//! link button to the dashboard (typed answers in a Slack modal are not built yet).
+//! "Respond…" button that opens a modal generated from the schema (`slack_modal.rs`) when the
+//! schema is flat enough, and every message links to the task's dashboard page.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use crate::model::{Status, Task};
 /// Action ids of the buttons.
 pub const APPROVE: &str = "inloop.approve";
 pub const REJECT: &str = "inloop.reject";
+/// Opens the answer modal (schemas that are not approvals).
+pub const RESPOND: &str = "inloop.respond";
 
 /// Checked Slack settings.
 #[derive(Clone)]
@@ -301,6 +304,9 @@ impl Slack {
                                              "text": {"type": "plain_text", "text": truncate(&task.title, 300)},
                                              "confirm": {"type": "plain_text", "text": "Reject"},
                                              "deny": {"type": "plain_text", "text": "Cancel"}}}));
+        } else if super::slack_modal::supported(&task.response_schema) {
+            elements.push(json!({"type": "button", "action_id": RESPOND, "value": id,
+                                 "text": {"type": "plain_text", "text": "Respond…"}}));
         }
         if let Some(base) = &self.settings.public_url {
             elements.push(json!({"type": "button", "action_id": "inloop.open",
@@ -324,7 +330,13 @@ pub fn outcome_line(task: &Task) -> String {
     match task.status {
         Status::Completed => {
             let by = task.answered_by.as_deref().unwrap_or("someone");
-            let verdict = match task.response.as_ref().and_then(approval_value) {
+            let approval = crate::dashboard::form::is_approval(&task.response_schema);
+            let verdict = match task
+                .response
+                .as_ref()
+                .filter(|_| approval)
+                .and_then(approval_value)
+            {
                 Some(true) => "Approved",
                 Some(false) => "Rejected",
                 None => "Answered",
@@ -461,7 +473,9 @@ mod tests {
     fn outcome_lines() {
         let mut t: Task = serde_json::from_value(json!({
             "id": "0193a0c4-0000-7000-8000-000000000001", "namespace": "default", "key": "k",
-            "title": "T", "payload": {}, "payload_schema": null, "response_schema": {}, "digest": "d",
+            "title": "T", "payload": {}, "payload_schema": null, "digest": "d",
+            "response_schema": {"type": "object", "required": ["approved"], "properties":
+                {"approved": {"type": "boolean"}, "comment": {"type": "string"}}},
             "notify": [], "assign_to": [], "status": "completed", "response": {"approved": true},
             "answered_by": "alice", "answered_via": "slack", "cancelled_by": null,
             "cancel_reason": null, "claimed_by": null, "claimed_at": null,
@@ -476,6 +490,12 @@ mod tests {
         assert_eq!(
             outcome_line(&t),
             "Rejected in the dashboard by bob at 14:02 UTC"
+        );
+        t.response_schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"},
+                                                                       "n": {"type": "integer"}}});
+        assert_eq!(
+            outcome_line(&t),
+            "Answered in the dashboard by bob at 14:02 UTC"
         );
         t.status = Status::TimedOut;
         assert_eq!(outcome_line(&t), "Timed out at 14:02 UTC");

@@ -17,6 +17,7 @@ use super::AppState;
 use crate::access::Principal;
 use crate::audit::kind;
 use crate::channels::slack::{self, RequestError};
+use crate::channels::slack_modal;
 use crate::engine::Engine;
 use crate::model::{Answer, now_ms};
 use crate::store::{Decision, NewAudit};
@@ -71,13 +72,37 @@ pub(super) async fn interactivity(
     let Some(payload) = payload else {
         return (StatusCode::BAD_REQUEST, "no JSON `payload` field").into_response();
     };
+    if payload["type"] == "view_submission" {
+        // Slack shows errors inline from this response: it is answered in the request.
+        return submission(&state.engine, &channels, &payload).await;
+    }
     if payload["type"] != "block_actions" {
-        return StatusCode::OK.into_response(); // nothing else is sent to us yet
+        return StatusCode::OK.into_response(); // nothing else is sent to us
     }
     let action = &payload["actions"][0];
     let approve = match action["action_id"].as_str() {
         Some(slack::APPROVE) => true,
         Some(slack::REJECT) => false,
+        Some(slack::RESPOND) => {
+            let (Some(task), Some(trigger)) = (
+                action["value"]
+                    .as_str()
+                    .and_then(|v| Uuid::parse_str(v).ok()),
+                payload["trigger_id"].as_str().map(str::to_string),
+            ) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "the action names no task or trigger",
+                )
+                    .into_response();
+            };
+            // The trigger is valid for 3 s: open the modal right after acknowledging.
+            let engine = state.engine.clone();
+            tokio::spawn(async move {
+                open_modal(&engine, &channels, task, &trigger).await;
+            });
+            return StatusCode::OK.into_response();
+        }
         _ => return StatusCode::OK.into_response(), // the link button: Slack opens the URL
     };
     let (Some(task), Some(user)) = (
@@ -96,15 +121,107 @@ pub(super) async fn interactivity(
     StatusCode::OK.into_response()
 }
 
-/// Answers `task` for the Slack user `slack_user`, or records why not.
-async fn click(
+/// Opens the answer modal for `task` (`views.open` with the click's trigger).
+async fn open_modal(
     engine: &Engine,
     channels: &crate::channels::Channels,
     task: Uuid,
-    slack_user: &str,
-    approve: bool,
+    trigger: &str,
 ) {
     let slack = channels.slack().expect("checked by the handler");
+    let view = match engine.get(task).await {
+        Ok(t) if !t.status.is_final() => slack_modal::view(&t),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "inloop: Slack modal for an unknown task");
+            None
+        }
+    };
+    let Some(view) = view else { return };
+    if let Err(e) = slack
+        .call(
+            "views.open",
+            &json!({ "trigger_id": trigger, "view": view }),
+        )
+        .await
+    {
+        tracing::warn!(error = %e.message, "inloop: cannot open the Slack modal");
+    }
+}
+
+/// A modal's submission: converted, answered through the core as the mapped user; errors go
+/// back inline (`response_action: errors`), success closes the modal.
+async fn submission(
+    engine: &Engine,
+    channels: &crate::channels::Channels,
+    payload: &Value,
+) -> Response {
+    let slack = channels.slack().expect("checked by the handler");
+    let view = &payload["view"];
+    if view["callback_id"] != slack_modal::CALLBACK {
+        return StatusCode::OK.into_response();
+    }
+    let errors = |schema: &Value, e: Vec<(String, String)>| {
+        axum::Json(slack_modal::errors_response(schema, &e)).into_response()
+    };
+    let (Some(task), Some(slack_user)) = (
+        view["private_metadata"]
+            .as_str()
+            .and_then(|v| Uuid::parse_str(v).ok()),
+        payload["user"]["id"].as_str(),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the submission names no task or user",
+        )
+            .into_response();
+    };
+    let t = match engine.get(task).await {
+        Ok(t) => t,
+        Err(e) => return errors(&Value::Null, vec![(String::new(), e.to_string())]),
+    };
+    let schema = &t.response_schema;
+    let response = match slack_modal::answer(schema, &view["state"]["values"]) {
+        Ok(v) => v,
+        Err(e) => return errors(schema, e),
+    };
+    let user = match resolve_user(engine, slack, slack_user).await {
+        Some(u) => u,
+        None => {
+            refuse(engine, task, slack_user, "unknown_slack_user").await;
+            return errors(
+                schema,
+                vec![(
+                    String::new(),
+                    "your Slack account is not an inloop user".into(),
+                )],
+            );
+        }
+    };
+    let answer = Answer {
+        response,
+        by: user.name.clone(),
+        channel: "slack".into(),
+    };
+    match engine
+        .answer_as(task, answer, &Principal::User(user.identity()))
+        .await
+    {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(crate::error::Error::InvalidAnswer { errors: fe }) => {
+            errors(schema, slack_modal::field_errors(&fe))
+        }
+        Err(e) => errors(schema, vec![(String::new(), e.to_string())]),
+    }
+}
+
+/// The active inloop user for a Slack user: the configured mapping, else the e-mail address
+/// of their Slack profile.
+async fn resolve_user(
+    engine: &Engine,
+    slack: &slack::Slack,
+    slack_user: &str,
+) -> Option<crate::users::User> {
     let user = match slack.mapped_user(slack_user) {
         Some(name) => engine.store().user_by_name(name).await,
         None => match slack.user_email(slack_user).await {
@@ -116,16 +233,28 @@ async fn click(
             }
         },
     };
-    let user = match user {
-        Ok(Some(u)) if u.disabled_at.is_none() => u,
-        Ok(_) => {
-            refuse(engine, task, slack_user, "unknown_slack_user").await;
-            return;
-        }
+    match user {
+        Ok(Some(u)) if u.disabled_at.is_none() => Some(u),
+        Ok(_) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "inloop: Slack click not handled");
-            return;
+            tracing::warn!(error = %e, "inloop: cannot read the user of a Slack click");
+            None
         }
+    }
+}
+
+/// Answers `task` for the Slack user `slack_user`, or records why not.
+async fn click(
+    engine: &Engine,
+    channels: &crate::channels::Channels,
+    task: Uuid,
+    slack_user: &str,
+    approve: bool,
+) {
+    let slack = channels.slack().expect("checked by the handler");
+    let Some(user) = resolve_user(engine, slack, slack_user).await else {
+        refuse(engine, task, slack_user, "unknown_slack_user").await;
+        return;
     };
     let t = match engine.get(task).await {
         Ok(t) => t,
