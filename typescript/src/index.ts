@@ -51,6 +51,7 @@ export {
   type InloopErrorOptions,
 } from "./errors.js";
 export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
+export { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from "./webhooks.js";
 export {
   STATUSES,
   type AuditCheck,

@@ -203,6 +203,29 @@ pub fn verify(
     Err(VerifyError::NoMatch)
 }
 
+/// [`verify`] against the clock, as the SDK helpers expose it: a secret that is not a
+/// `whsec_` secret is [`Error::InvalidArgument`] (the caller's mistake); a request that does
+/// not verify is [`Error::Unauthorized`] naming why.
+pub fn verify_now(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+    signatures: &str,
+    tolerance_secs: i64,
+) -> Result<()> {
+    let now = crate::model::now_ms() / 1000;
+    match verify(secret, id, timestamp, body, signatures, now, tolerance_secs) {
+        Ok(()) => Ok(()),
+        Err(VerifyError::BadSecret(m)) => Err(Error::InvalidArgument(format!(
+            "the webhook secret is not usable: {m}"
+        ))),
+        Err(e) => Err(Error::Unauthorized(format!(
+            "webhook signature check failed: {e}"
+        ))),
+    }
+}
+
 /// The event body for a delivery: `{"type": "task.created" | "task.ended", "timestamp",
 /// "data": {"task": ...}}`, the same bytes on every retry.
 pub fn event_body(job: &Job<'_>) -> Vec<u8> {
