@@ -428,6 +428,17 @@ async fn killed_server_delivers_each_once_after_restart(db: Db) {
     .await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
+    // Requests already written to the socket still reach the receiver after the kill: let
+    // them land (no new arrival for 500 ms) before noting what was in flight.
+    let mut last = hook.hits().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = hook.hits().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let in_flight: HashSet<String> = hook.hits().into_iter().map(|h| h.id).collect();
     hook.set(Behaviour::default());
     let pending_at_kill = {
