@@ -312,6 +312,29 @@ impl Engine {
     }
 }
 
+/// Checks a signed webhook request from `inloop serve` (Standard Webhooks: `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`); throws (code `unauthorized`) when it does not
+/// verify, `invalid_argument` for a secret that is not `whsec_...`.
+#[napi]
+pub fn verify_webhook(
+    secret: String,
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Buffer,
+    tolerance_secs: Option<i64>,
+) -> Result<()> {
+    inloop_core::channels::webhook::verify_now(
+        &secret,
+        &id,
+        &timestamp,
+        &body,
+        &signature,
+        tolerance_secs.unwrap_or(300),
+    )
+    .map_err(to_js)
+}
+
 /// The database URL by the configuration rule (explicit > `INLOOP_DATABASE_URL` > default).
 #[napi]
 pub fn resolve_database_url(explicit: Option<String>) -> Result<String> {

@@ -386,6 +386,30 @@ fn resolve_target(
     }
 }
 
+/// Checks a signed webhook request from `inloop serve` (Standard Webhooks: `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`); raises `InloopError` with code `unauthorized`
+/// when it does not verify, `InvalidArgument` for a secret that is not `whsec_...`.
+#[pyfunction]
+#[pyo3(signature = (secret, id, timestamp, signature, body, tolerance_secs=300))]
+fn verify_webhook(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    tolerance_secs: i64,
+) -> PyResult<()> {
+    inloop_core::channels::webhook::verify_now(
+        secret,
+        id,
+        timestamp,
+        body,
+        signature,
+        tolerance_secs,
+    )
+    .map_err(to_py)
+}
+
 /// Runs the `inloop` command line with `argv`; returns the exit code.
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -407,6 +431,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_database_url, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_target, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_webhook, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let py = m.py();

@@ -29,6 +29,12 @@ pub mod kind {
     pub const VERIFICATION_EXHAUSTED: &str = "verification_exhausted";
     /// The agent's verifier sent a completed task back to pending.
     pub const ANSWER_REOPENED: &str = "answer_reopened";
+    /// A channel delivered a notification (the outbox row is done).
+    pub const DELIVERED: &str = "delivered";
+    /// The outbox gave up on a delivery (retry horizon passed, or a permanent error).
+    pub const DELIVERY_FAILED: &str = "delivery_failed";
+    /// An e-mail link was refused (expired, reused, tampered, other recipient, unknown user).
+    pub const LINK_REFUSED: &str = "link_refused";
 }
 
 /// Hash of one row, over the previous hash and the canonical JSON of its fields.

@@ -42,6 +42,38 @@ use uuid::Uuid;
 
 mod people;
 
+/// `inloop channels ...`: needs the configuration, never the database.
+fn channels_command(
+    c: &ChannelsCommand,
+    file: &crate::config::FileConfig,
+    public_url: Option<&str>,
+    io: &mut Io,
+) -> Result<i32, Failure> {
+    match c {
+        ChannelsCommand::Secret => {
+            writeln!(io.out, "{}", crate::channels::webhook::generate_secret())?;
+            Ok(0)
+        }
+        ChannelsCommand::Check => {
+            let settings = crate::channels::Settings::from_env(file.channels.as_ref(), public_url)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| fail("internal", format!("cannot start the async runtime: {e}")))?;
+            let names = settings.describe();
+            let lines = runtime
+                .block_on(async { crate::channels::Channels::new(settings)?.check().await })?;
+            if names.is_empty() {
+                writeln!(io.out, "no channels configured (only the dashboard)")?;
+            }
+            for l in lines {
+                writeln!(io.out, "ok  {l}")?;
+            }
+            Ok(0)
+        }
+    }
+}
+
 use crate::apikeys::{self, ApiKey};
 use crate::audit;
 use crate::config::resolve_database_url;
@@ -154,6 +186,18 @@ enum Command {
     /// Set who may see and answer a namespace's unassigned tasks
     #[command(subcommand)]
     Namespace(people::NamespaceCommand),
+    /// Check the notification channels (webhooks, e-mail, Slack) and make webhook secrets
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelsCommand {
+    /// Check the channel configuration (the [channels] table and INLOOP_* variables) and
+    /// that each configured service is reachable; exit 1 with the problem otherwise
+    Check,
+    /// Print a new random webhook secret (whsec_...)
+    Secret,
 }
 
 #[derive(Debug, Args)]
@@ -503,6 +547,7 @@ enum Plan {
         public_url: Option<String>,
         log: String,
         json_logs: bool,
+        channels: Box<crate::channels::Settings>,
     },
     ApikeyCreate {
         name: String,
@@ -564,6 +609,13 @@ fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
     let namespace = nonempty(cli.namespace)
         .or_else(|| nonempty(file.namespace.clone()))
         .unwrap_or_else(|| "default".into());
+    if let Command::Channels(c) = &cli.command {
+        let public_url = std::env::var("INLOOP_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| file.public_url.clone());
+        return channels_command(c, &file, public_url.as_deref(), io);
+    }
     let plan = plan(cli.command, &namespace, &file, io)?;
     let database_url = nonempty(cli.database_url).or(file.database_url);
     let url = resolve_database_url(database_url.as_deref())?;
@@ -614,12 +666,17 @@ fn plan(
                     ));
                 }
             };
+            let public_url = a.public_url.or_else(|| file.public_url.clone());
+            // A misconfigured channel stops the server here, before anything is served.
+            let channels =
+                crate::channels::Settings::from_env(file.channels.as_ref(), public_url.as_deref())?;
             return Ok(Plan::Serve {
                 bind: a
                     .bind
                     .or_else(|| file.bind.clone())
                     .unwrap_or_else(|| crate::config::DEFAULT_BIND.into()),
-                public_url: a.public_url.or_else(|| file.public_url.clone()),
+                channels: Box::new(channels),
+                public_url,
                 log: std::env::var("INLOOP_LOG")
                     .ok()
                     .or_else(|| file.log.clone())
@@ -638,6 +695,7 @@ fn plan(
         Command::Apikey(ApikeyCommand::List(a)) => return Ok(Plan::ApikeyList { json: a.json }),
         Command::User(u) => return Ok(Plan::People(people::plan_user(u, io)?)),
         Command::Namespace(n) => return Ok(Plan::People(people::plan_namespace(n))),
+        Command::Channels(_) => unreachable!("`inloop channels` is run before planning"),
         Command::Apikey(ApikeyCommand::Revoke(a)) => {
             let id = Uuid::parse_str(a.id.trim()).map_err(|_| {
                 fail(
@@ -1026,6 +1084,7 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
             public_url,
             log,
             json_logs,
+            channels,
         } => {
             crate::server::logging::init(&log, json_logs)
                 .map_err(|e| fail("config", format!("INLOOP_LOG {log:?}: {e}")))?;
@@ -1053,10 +1112,16 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
                 )?;
             }
             io.out.flush()?;
+            let configured = channels.describe();
+            let channels = std::sync::Arc::new(crate::channels::Channels::new(*channels)?);
+            if !configured.is_empty() {
+                writeln!(io.out, "channels: {}", configured.join(", "))?;
+            }
             let opts = crate::server::ServerOptions {
                 public_url: Some(public_url),
                 setup_token: setup.map(|_| token),
                 throttle: None,
+                channels: Some(channels),
             };
             crate::server::serve(
                 engine.clone(),

@@ -227,6 +227,70 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
+    /// Notification channels and the outbox (`[channels]`, see [`ChannelsConfig`]).
+    pub channels: Option<ChannelsConfig>,
+}
+
+/// The `[channels]` table: the outbox's retry policy and each channel's credentials. Every key
+/// has an environment variable that wins over it; `docs/channels.md` lists them in one table.
+/// [`crate::channels::Settings::resolve`] checks the whole and refuses a misconfiguration.
+///
+/// ```toml
+/// [channels]
+/// retry_horizon_secs = 86400        # INLOOP_CHANNEL_RETRY_HORIZON_SECS
+/// [channels.webhooks.billing]       # notify = ["webhook:billing"]
+/// url = "https://billing.example.com/hooks/inloop"   # INLOOP_WEBHOOK_BILLING_URL
+/// secret = "whsec_..."                               # INLOOP_WEBHOOK_BILLING_SECRET
+/// [channels.email]
+/// smtp_url = "smtps://user:pass@smtp.example.com"    # INLOOP_SMTP_URL
+/// from = "inloop <inloop@example.com>"               # INLOOP_EMAIL_FROM
+/// link_keys = ["k2:...", "k1:..."]                   # INLOOP_LINK_KEYS (comma-separated)
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub retry_horizon_secs: Option<u64>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_secs: Option<u64>,
+    pub lease_secs: Option<u64>,
+    pub poll_ms: Option<u64>,
+    #[serde(default)]
+    pub webhooks: std::collections::BTreeMap<String, WebhookConfig>,
+    pub email: Option<EmailConfig>,
+    pub slack: Option<SlackConfig>,
+}
+
+/// The `[channels.slack]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Option<String>,
+    pub signing_secret: Option<String>,
+    /// The Web API base (default `https://slack.com/api`).
+    pub api_url: Option<String>,
+    /// Slack user id -> inloop user name (else the Slack profile e-mail is used).
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+/// One `[channels.webhooks.NAME]` endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// The `[channels.email]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub smtp_url: Option<String>,
+    pub from: Option<String>,
+    /// `KID:SECRET` entries; the first signs new links, all verify.
+    #[serde(default)]
+    pub link_keys: Vec<String>,
+    pub link_ttl_secs: Option<u64>,
 }
 
 impl FileConfig {

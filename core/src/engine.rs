@@ -441,7 +441,30 @@ impl Engine {
     /// is validated against the response schema; an invalid answer leaves the task pending
     /// and is audited. Exactly one answer is accepted: any later one gets
     /// [`Error::Conflict`] naming who answered and when.
-    pub async fn answer_as(&self, id: Uuid, mut answer: Answer, who: &Principal) -> Result<Task> {
+    pub async fn answer_as(&self, id: Uuid, answer: Answer, who: &Principal) -> Result<Task> {
+        self.answer_linked(id, answer, who, None).await
+    }
+
+    /// [`Engine::answer_as`] for an answer that came through a single-use e-mail link: the
+    /// link is consumed in the transaction that accepts the answer (and only then), so a
+    /// refused answer leaves it usable and a used link can never answer again.
+    pub async fn answer_with_link(
+        &self,
+        id: Uuid,
+        answer: Answer,
+        who: &Principal,
+        link: &crate::store::outbox::LinkUse,
+    ) -> Result<Task> {
+        self.answer_linked(id, answer, who, Some(link)).await
+    }
+
+    async fn answer_linked(
+        &self,
+        id: Uuid,
+        mut answer: Answer,
+        who: &Principal,
+        link: Option<&crate::store::outbox::LinkUse>,
+    ) -> Result<Task> {
         if let Principal::User(u) = who {
             answer.by = u.name.clone();
         }
@@ -456,7 +479,7 @@ impl Engine {
         let (after, result) = self
             .inner
             .store
-            .transition(&id, now, |t| {
+            .transition_linked(&id, now, link, |t| {
                 let plain =
                     |(d, r): (Decision, Result<()>)| (d, r.map(|()| rules::Submitted::Accepted));
                 if let Err(e) = access::check_answer(t, who, policy) {

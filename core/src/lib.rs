@@ -8,6 +8,7 @@
 pub mod access;
 pub mod apikeys;
 pub mod audit;
+pub mod channels;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -9,6 +9,7 @@ __all__ = [
     "cli_main",
     "resolve_database_url",
     "resolve_target",
+    "verify_webhook",
 ]
 __version__: str
 
@@ -45,4 +46,12 @@ def resolve_target(
     url: str | None = None, remote_url: str | None = None, api_key: str | None = None
 ) -> tuple[str, str]: ...
 def cli_main(argv: list[str]) -> int: ...
+def verify_webhook(
+    secret: str,
+    id: str,
+    timestamp: str,
+    signature: str,
+    body: bytes,
+    tolerance_secs: int = 300,
+) -> None: ...
 def _shutdown() -> None: ...

@@ -79,3 +79,10 @@ export interface ResolvedTarget {
  * `{kind: "database", url}`; rejects with `config` (e.g. `INLOOP_URL` without a key).
  */
 export declare function resolveTarget(url?: string | undefined | null, remoteUrl?: string | undefined | null, apiKey?: string | undefined | null): ResolvedTarget
+
+/**
+ * Checks a signed webhook request from `inloop serve` (Standard Webhooks: `webhook-id`,
+ * `webhook-timestamp`, `webhook-signature`); throws (code `unauthorized`) when it does not
+ * verify, `invalid_argument` for a secret that is not `whsec_...`.
+ */
+export declare function verifyWebhook(secret: string, id: string, timestamp: string, signature: string, body: Buffer, toleranceSecs?: number | undefined | null): void

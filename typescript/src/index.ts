@@ -57,6 +57,7 @@ export {
 export * as verifiers from "./verifiers.js";
 export type { Verdict, Verification, Verifier, Rule as VerificationRule } from "./verifiers.js";
 export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
+export { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from "./webhooks.js";
 export {
   STATUSES,
   type AuditCheck,

@@ -44,6 +44,14 @@ export interface NativeModule {
     remoteUrl?: string | undefined | null,
     apiKey?: string | undefined | null,
   ): { kind: string; url: string };
+  verifyWebhook(
+    secret: string,
+    id: string,
+    timestamp: string,
+    signature: string,
+    body: Buffer,
+    toleranceSecs?: number | undefined | null,
+  ): void;
 }
 
 let loaded: NativeModule | undefined;

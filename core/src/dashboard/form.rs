@@ -1893,6 +1893,7 @@ mod tests {
         );
         let h = render(&s);
         for n in ["/rows", "/free", "/tuple", "/map"] {
+            assert!(h.contains(r#"class="code" id="#), "{h}");
             assert!(
                 h.contains(&format!(r#"name="{n}" rows="5" spellcheck="false""#)),
                 "{n}: {h}"

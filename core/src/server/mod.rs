@@ -16,12 +16,14 @@ use tokio::sync::watch;
 use crate::engine::Engine;
 
 mod dashboard;
+mod email_links;
 pub mod error;
 pub mod extract;
 pub mod logging;
 pub mod metrics;
 mod routes;
 pub mod session;
+mod slack_events;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::Metrics;
@@ -51,6 +53,8 @@ pub struct AppState {
     secure_cookies: bool,
     /// The public URL's origin, accepted as a form's `Origin` besides the `Host`.
     public_origin: Option<Arc<str>>,
+    /// The notification channels (the e-mail link pages need the link keys).
+    channels: Option<Arc<crate::channels::Channels>>,
 }
 
 /// How the server presents itself.
@@ -63,6 +67,8 @@ pub struct ServerOptions {
     pub setup_token: Option<String>,
     /// Sign-in throttling (default: 5 failures per name, 20 per address, in 15 minutes).
     pub throttle: Option<(std::time::Duration, usize, usize)>,
+    /// The notification channels: [`serve`] runs an outbox dispatcher for them.
+    pub channels: Option<Arc<crate::channels::Channels>>,
 }
 
 /// One route: method, path (axum/OpenAPI syntax) and its handler.
@@ -153,6 +159,16 @@ pub const ROUTES: &[Route] = &[
 
 /// The dashboard's pages and actions (HTML, not part of the REST API or its OpenAPI document).
 pub const DASHBOARD_ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/email/{token}",
+        make: || axum::routing::get(email_links::page).post(email_links::submit),
+    },
+    Route {
+        method: "POST",
+        path: "/slack/interactivity",
+        make: || axum::routing::post(slack_events::interactivity),
+    },
     Route {
         method: "GET",
         path: "/",
@@ -278,6 +294,7 @@ fn state(
             .as_deref()
             .and_then(session::origin_of)
             .map(Arc::from),
+        channels: opts.channels.clone(),
     }
 }
 
@@ -330,6 +347,11 @@ pub async fn serve(
             }
         })
     };
+    let dispatcher = opts.channels.as_ref().map(|ch| {
+        let worker = format!("serve-{}", std::process::id());
+        crate::channels::spawn_dispatcher(engine.clone(), Arc::clone(ch), worker)
+    });
+    let _stop_dispatcher = AbortOnDrop(dispatcher);
     let (tx, rx) = watch::channel(false);
     let app = build(state(engine, &opts, rx, None));
     let result = axum::serve(
@@ -343,6 +365,17 @@ pub async fn serve(
     .await;
     purger.abort();
     result
+}
+
+/// Stops a background task when dropped (the dispatcher ends with the server).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// Completes once `ctrl-c` or (on Unix) `SIGTERM` arrives.

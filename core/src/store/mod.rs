@@ -15,6 +15,7 @@ use crate::model::{AuditEvent, Status, Task};
 
 #[macro_use]
 mod sql;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
@@ -177,6 +178,31 @@ impl Store {
         dispatch!(self, s => s.transition(id, now, decide).await)
     }
 
+    /// [`Store::transition`], consuming an e-mail link in the same transaction when the
+    /// decision completes the task.
+    pub async fn transition_linked<T, F>(
+        &self,
+        id: &Uuid,
+        now: i64,
+        link: Option<&outbox::LinkUse>,
+        decide: F,
+    ) -> Result<(Task, T)>
+    where
+        F: FnOnce(&Task) -> (Decision, T) + Send,
+        T: Send,
+    {
+        dispatch!(self, s => s.transition_linked(id, now, link, decide).await)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<crate::users::User>> {
+        dispatch!(self, s => s.user_by_email(email).await)
+    }
+
+    /// Whether the e-mail link `link_id` answered a task.
+    pub async fn link_used(&self, link_id: &str) -> Result<bool> {
+        dispatch!(self, s => s.link_used(link_id).await)
+    }
+
     /// Pending tasks whose deadline is at or before `now`, earliest first.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
         dispatch!(self, s => s.due(now, limit).await)
@@ -319,6 +345,49 @@ impl Store {
 
     pub async fn policy_for_task(&self, id: &Uuid) -> Result<Option<String>> {
         dispatch!(self, s => s.policy_for_task(id).await)
+    }
+
+    /// Leases due outbox rows (see the backend's `claim_deliveries`).
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<outbox::Claimed>> {
+        dispatch!(self, s => s.claim_deliveries(owner, now, lease_ms, limit).await)
+    }
+
+    /// Records an attempt and settles the row if the lease is still held (see the backend's
+    /// `finish_delivery`); `false` when the lease was lost.
+    pub async fn finish_delivery(
+        &self,
+        c: &outbox::Claimed,
+        worker: &str,
+        started_at: i64,
+        now: i64,
+        finish: &outbox::Finish,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.finish_delivery(c, worker, started_at, now, finish).await)
+    }
+
+    /// A task's delivery rows, oldest first.
+    pub async fn deliveries(&self, task_id: &Uuid) -> Result<Vec<outbox::Delivery>> {
+        dispatch!(self, s => s.deliveries(task_id).await)
+    }
+
+    /// Delivery rows in `state` (every state when `None`), oldest first.
+    pub async fn deliveries_in(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<outbox::Delivery>> {
+        dispatch!(self, s => s.deliveries_in(state, limit).await)
+    }
+
+    /// The attempts recorded for one delivery row.
+    pub async fn delivery_attempts(&self, outbox_id: i64) -> Result<Vec<outbox::Attempt>> {
+        dispatch!(self, s => s.delivery_attempts(outbox_id).await)
     }
 
     /// Closes every connection.

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "verification",
         include_str!("../../migrations/postgres/0004_verification.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../migrations/postgres/0005_outbox.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.
@@ -172,6 +177,7 @@ sql_store! {
     row = PgRow,
     begin_write = "BEGIN",
     lock_row = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
     migrate_lock = "SELECT pg_advisory_xact_lock(7274101)",
     assignees = "jsonb_array_elements_text(inloop_tasks.assign_to) AS a(value)",
     assignees_len = "jsonb_array_length",

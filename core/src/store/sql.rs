@@ -58,6 +58,7 @@ macro_rules! sql_store {
         row = $Row:ty,
         begin_write = $begin:literal,
         lock_row = $lock:literal,
+        skip_locked = $skip_locked:literal,
         migrate_lock = $migrate_lock:literal,
         assignees = $assignees:literal,
         assignees_len = $assignees_len:literal,
@@ -206,6 +207,52 @@ macro_rules! sql_store {
             Ok((seq, prev))
         }
 
+        /// Inserts outbox rows inside the caller's transaction; an existing
+        /// `(task, channel, target, event)` is left alone (a replay adds nothing).
+        async fn insert_deliveries(
+            conn: &mut <$DB as sqlx::Database>::Connection,
+            task_id: &Uuid,
+            now: i64,
+            rows: Vec<crate::store::outbox::NewDelivery>,
+        ) -> Result<()> {
+            for d in rows {
+                sqlx::query(
+                    "INSERT INTO inloop_outbox (task_id, channel, target, event, idem_key, state, \
+                     attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
+                     ON CONFLICT (task_id, channel, target, event) DO NOTHING",
+                )
+                .bind(task_id.to_string())
+                .bind(&d.channel)
+                .bind(&d.target)
+                .bind(d.event)
+                .bind(&d.idem_key)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        fn delivery_from_row(r: &$Row) -> Result<crate::store::outbox::Delivery> {
+            let result: Option<String> = r.try_get("result")?;
+            Ok(crate::store::outbox::Delivery {
+                id: r.try_get("id")?,
+                task_id: parse_id(&r.try_get::<String, _>("task_id")?)?,
+                channel: r.try_get("channel")?,
+                target: r.try_get("target")?,
+                event: r.try_get("event")?,
+                idempotency_key: r.try_get("idem_key")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                next_at: r.try_get("next_at")?,
+                last_error: r.try_get("last_error")?,
+                result: result.map(|t| serde_json::from_str(&t)).transpose()
+                    .map_err(|e| Error::Internal(format!("outbox result is not JSON: {e}")))?,
+                created_at: r.try_get("created_at")?,
+                done_at: r.try_get("done_at")?,
+            })
+        }
+
         impl $Store {
             /// Applies the embedded migrations not yet applied, in one transaction.
             pub async fn migrate(&self) -> Result<()> {
@@ -315,6 +362,8 @@ macro_rules! sql_store {
                 if inserted {
                     append_audit(&mut tx, &t.id, t.created_at, (0, GENESIS.to_string()), vec![created])
                         .await?;
+                    let deliveries = crate::store::outbox::deliveries(t, crate::store::outbox::CREATED);
+                    insert_deliveries(&mut tx, &t.id, t.created_at, deliveries).await?;
                     tx.commit().await?;
                     return Ok((t.clone(), true));
                 }
@@ -404,6 +453,19 @@ macro_rules! sql_store {
                 F: FnOnce(&Task) -> (Decision, T) + Send,
                 T: Send,
             {
+                self.transition_linked(id, now, None, decide).await
+            }
+
+            /// [`Self::transition`]; when the decision completes the task and `link` is given,
+            /// the link's single-use row is inserted in the same transaction (a link already
+            /// used rolls the whole answer back: `forbidden`).
+            pub async fn transition_linked<T, F>(
+                &self, id: &Uuid, now: i64, link: Option<&crate::store::outbox::LinkUse>, decide: F,
+            ) -> Result<(Task, T)>
+            where
+                F: FnOnce(&Task) -> (Decision, T) + Send,
+                T: Send,
+            {
                 let mut tx = self.writer.begin_with($begin).await?;
                 let row = sqlx::query(concat!(
                     "SELECT ", task_cols!(), ", audit_seq, audit_head FROM inloop_tasks WHERE id = $1", $lock
@@ -481,6 +543,32 @@ macro_rules! sql_store {
                         .bind(&head.1)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if let Some(l) = link
+                    && before.status == crate::model::Status::Pending
+                    && after.status == crate::model::Status::Completed
+                {
+                    let fresh = sqlx::query(
+                        "INSERT INTO inloop_link_uses (link_id, task_id, recipient, used_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (link_id) DO NOTHING",
+                    )
+                    .bind(&l.link_id)
+                    .bind(id.to_string())
+                    .bind(&l.recipient)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !fresh {
+                        // Dropping the transaction rolls the answer back.
+                        return Err(Error::Forbidden("this e-mail link was already used".into()));
+                    }
+                }
+                if after.status.is_final() && !before.status.is_final() {
+                    // Every channel that showed the task is told it ended, with the end.
+                    let deliveries = crate::store::outbox::deliveries(&after, crate::store::outbox::ENDED);
+                    insert_deliveries(&mut tx, id, now, deliveries).await?;
                 }
                 tx.commit().await?;
                 Ok((after, out))
@@ -667,6 +755,24 @@ macro_rules! sql_store {
                 }
             }
 
+            /// The user with this e-mail address (stored lower case).
+            pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM inloop_users WHERE email = $1"))
+                    .bind(email.to_ascii_lowercase())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(user_from_row).transpose()
+            }
+
+            /// Whether an e-mail link was used to answer.
+            pub async fn link_used(&self, link_id: &str) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM inloop_link_uses WHERE link_id = $1")
+                    .bind(link_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n > 0)
+            }
+
             pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
                 let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM inloop_users WHERE name = $1"))
                     .bind(name)
@@ -841,6 +947,192 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(audit_from_row).collect()
+            }
+
+            /// Leases up to `limit` due deliveries for `lease_ms` to `owner`, counting an
+            /// attempt on each. Rows another dispatcher holds are skipped (`SKIP LOCKED` on
+            /// PostgreSQL; SQLite has a single writer); an expired lease is taken over. An
+            /// `ended` row waits until its task's `created` row for the same target settled.
+            pub async fn claim_deliveries(
+                &self, owner: &str, now: i64, lease_ms: i64, limit: i64,
+            ) -> Result<Vec<crate::store::outbox::Claimed>> {
+                let rows = sqlx::query(concat!(
+                    "UPDATE inloop_outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 ",
+                    "WHERE id IN (SELECT o.id FROM inloop_outbox o WHERE o.state = 'pending' AND o.next_at <= $3 ",
+                    " AND (o.lease_until IS NULL OR o.lease_until <= $3) ",
+                    " AND (o.event = 'created' OR NOT EXISTS (SELECT 1 FROM inloop_outbox c WHERE c.task_id = o.task_id ",
+                    "      AND c.channel = o.channel AND c.target = o.target AND c.event = 'created' AND c.state = 'pending')) ",
+                    " ORDER BY o.next_at, o.id LIMIT $4", $skip_locked, ") ",
+                    "RETURNING id, task_id, channel, target, event, idem_key, attempts, created_at"
+                ))
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await?;
+                let mut out = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(crate::store::outbox::Claimed {
+                            id: r.try_get("id")?,
+                            task_id: parse_id(&r.try_get::<String, _>("task_id")?)?,
+                            channel: r.try_get("channel")?,
+                            target: r.try_get("target")?,
+                            event: r.try_get("event")?,
+                            idem_key: r.try_get("idem_key")?,
+                            attempt: r.try_get("attempts")?,
+                            created_at: r.try_get("created_at")?,
+                            lease_owner: owner.to_string(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.sort_by_key(|c| c.id);
+                Ok(out)
+            }
+
+            /// Records an attempt and, if `c`'s lease is still held, settles the row: in one
+            /// transaction with the task's row lock, so a `delivered` / `delivery_failed`
+            /// audit row is written exactly when the row becomes done / failed. Returns
+            /// `false` when the lease was lost (another dispatcher owns the row now).
+            pub async fn finish_delivery(
+                &self,
+                c: &crate::store::outbox::Claimed,
+                worker: &str,
+                started_at: i64,
+                now: i64,
+                finish: &crate::store::outbox::Finish,
+            ) -> Result<bool> {
+                use crate::store::outbox::Finish;
+                let mut tx = self.writer.begin_with($begin).await?;
+                let id = c.task_id.to_string();
+                let head_row = sqlx::query(concat!(
+                    "SELECT audit_seq, audit_head FROM inloop_tasks WHERE id = $1", $lock
+                ))
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let head: (i64, String) = (head_row.try_get("audit_seq")?, head_row.try_get("audit_head")?);
+                sqlx::query(
+                    "INSERT INTO inloop_outbox_attempts (outbox_id, attempt, worker, started_at, \
+                     finished_at, outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (outbox_id, attempt) DO NOTHING",
+                )
+                .bind(c.id)
+                .bind(c.attempt)
+                .bind(worker)
+                .bind(started_at)
+                .bind(now)
+                .bind(finish.outcome())
+                .bind(finish.error())
+                .execute(&mut *tx)
+                .await?;
+                let (next_at, result, done_at) = match finish {
+                    Finish::Done { result } => (now, result.as_ref().map(canonical_json), Some(now)),
+                    Finish::Retry { next_at, .. } => (*next_at, None, None),
+                    Finish::Failed { .. } | Finish::Skipped { .. } => (now, None, Some(now)),
+                };
+                let held = sqlx::query(
+                    "UPDATE inloop_outbox SET state = $3, next_at = $4, lease_owner = NULL, \
+                     lease_until = NULL, last_error = $5, result = COALESCE($6, result), done_at = $7 \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                )
+                .bind(c.id)
+                .bind(&c.lease_owner)
+                .bind(finish.state())
+                .bind(next_at)
+                .bind(finish.error())
+                .bind(result)
+                .bind(done_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !held {
+                    tx.commit().await?; // keep the attempt's record
+                    return Ok(false);
+                }
+                let data = |extra: Option<&str>| {
+                    let mut d = serde_json::json!({
+                        "target": c.target, "event": c.event, "attempts": c.attempt,
+                        "idempotency_key": c.idem_key,
+                    });
+                    if let Some(e) = extra {
+                        d["error"] = Value::String(e.to_string());
+                    }
+                    d
+                };
+                let audit = match finish {
+                    Finish::Done { .. } => Some(NewAudit {
+                        actor: None, channel: Some(c.channel.clone()),
+                        kind: crate::audit::kind::DELIVERED, data: data(None),
+                    }),
+                    Finish::Failed { error } => Some(NewAudit {
+                        actor: None, channel: Some(c.channel.clone()),
+                        kind: crate::audit::kind::DELIVERY_FAILED, data: data(Some(error)),
+                    }),
+                    _ => None,
+                };
+                if let Some(a) = audit {
+                    let head = append_audit(&mut tx, &c.task_id, now, head, vec![a]).await?;
+                    sqlx::query("UPDATE inloop_tasks SET audit_seq = $2, audit_head = $3 WHERE id = $1")
+                        .bind(&id)
+                        .bind(head.0)
+                        .bind(&head.1)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            /// A task's delivery rows, oldest first.
+            pub async fn deliveries(&self, task_id: &Uuid) -> Result<Vec<crate::store::outbox::Delivery>> {
+                let rows = sqlx::query(
+                    "SELECT id, task_id, channel, target, event, idem_key, state, attempts, next_at, \
+                     last_error, result, created_at, done_at FROM inloop_outbox WHERE task_id = $1 ORDER BY id",
+                )
+                .bind(task_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(delivery_from_row).collect()
+            }
+
+            /// Delivery rows in `state` (all states when `None`), oldest first, at most `limit`.
+            pub async fn deliveries_in(&self, state: Option<&str>, limit: i64) -> Result<Vec<crate::store::outbox::Delivery>> {
+                let rows = sqlx::query(
+                    "SELECT id, task_id, channel, target, event, idem_key, state, attempts, next_at, \
+                     last_error, result, created_at, done_at FROM inloop_outbox \
+                     WHERE CAST($1 AS TEXT) IS NULL OR state = CAST($1 AS TEXT) ORDER BY id LIMIT $2",
+                )
+                .bind(state)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(delivery_from_row).collect()
+            }
+
+            /// The attempts recorded for one delivery row, in order.
+            pub async fn delivery_attempts(&self, outbox_id: i64) -> Result<Vec<crate::store::outbox::Attempt>> {
+                let rows = sqlx::query(
+                    "SELECT attempt, worker, started_at, finished_at, outcome, error \
+                     FROM inloop_outbox_attempts WHERE outbox_id = $1 ORDER BY attempt",
+                )
+                .bind(outbox_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(crate::store::outbox::Attempt {
+                            attempt: r.try_get("attempt")?,
+                            worker: r.try_get("worker")?,
+                            started_at: r.try_get("started_at")?,
+                            finished_at: r.try_get("finished_at")?,
+                            outcome: r.try_get("outcome")?,
+                            error: r.try_get("error")?,
+                        })
+                    })
+                    .collect()
             }
         }
     };

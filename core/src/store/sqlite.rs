@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "verification",
         include_str!("../../migrations/sqlite/0004_verification.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../migrations/sqlite/0005_outbox.sql"),
+    ),
 ];
 
 /// The SQLite store.
@@ -266,6 +271,7 @@ sql_store! {
     row = SqliteRow,
     begin_write = "BEGIN IMMEDIATE",
     lock_row = "",
+    skip_locked = "",
     migrate_lock = "",
     assignees = "json_each(inloop_tasks.assign_to) AS a",
     assignees_len = "json_array_length",
