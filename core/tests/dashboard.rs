@@ -576,6 +576,83 @@ async fn form_errors_keep_the_task_pending(db: Db) {
     d.shutdown().await;
 }
 
+/// A rule of the task's verification rejects the answer: the reviewer sees the reason, the
+/// form keeps what they typed, the task stays pending; the last allowed rejection ends it.
+async fn verification_rejections_reach_the_reviewer(db: Db) {
+    let d = start(&db, None).await;
+    users::add_user(&d.engine, "alice", None, Role::Reviewer, PASSWORD)
+        .await
+        .unwrap();
+    let verification: inloop_core::verify::Verification = serde_json::from_value(json!({
+        "rules": [{
+            "name": "within_order",
+            "check": {"<=": [{"var": "/answer/amount"}, {"var": "/payload/amount"}]},
+            "message": "the refund may not exceed the order's amount"
+        }],
+        "max_attempts": 2
+    }))
+    .unwrap();
+    let id = d
+        .engine
+        .create(NewTask {
+            key: Some("verified".into()),
+            title: "Refund?".into(),
+            payload: json!({"order": "A-1", "amount": 50}),
+            response_schema: schema(),
+            verification: Some(verification),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    let (session, csrf) = d.sign_in("alice", PASSWORD).await;
+    let path = format!("/tasks/{id}/answer");
+    let p = d
+        .post(
+            &path,
+            &session,
+            &[
+                ("csrf", &csrf),
+                ("/approved", "true"),
+                ("/amount", "90"),
+                ("/note", "kept"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(
+        p.body
+            .contains("the refund may not exceed the order&#39;s amount")
+            || p.body
+                .contains("the refund may not exceed the order's amount"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("1 attempt left"), "{}", p.body);
+    assert!(
+        p.body.contains("value=\"90\""),
+        "the typed amount is kept: {}",
+        p.body
+    );
+    assert!(p.body.contains("kept"), "{}", p.body);
+    assert_eq!(d.engine.get(id).await.unwrap().status, Status::Pending);
+    // the second rejection is the last allowed: the task ends, the page says so
+    let p = d
+        .post(
+            &path,
+            &session,
+            &[("csrf", &csrf), ("/approved", "true"), ("/amount", "80")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::GONE, "{}", p.body);
+    assert_eq!(
+        d.engine.get(id).await.unwrap().status,
+        Status::VerificationExhausted
+    );
+    d.shutdown().await;
+}
+
 /// Script and markup in a task's title, payload (keys and values), schema texts and enum
 /// labels are shown as text on every page that shows them; pages carry a strict CSP.
 async fn everything_a_task_carries_is_escaped(db: Db) {
@@ -698,4 +775,5 @@ conformance!(
     form_errors_keep_the_task_pending,
     everything_a_task_carries_is_escaped,
     event_stream_announces_changes,
+    verification_rejections_reach_the_reviewer,
 );

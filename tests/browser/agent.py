@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from inloop import Client, await_human
+from inloop.verifiers import Rule, Verification
 
 
 class Refund(BaseModel):
@@ -30,6 +31,16 @@ async def main() -> None:
         payload=Refund(order_id="A-1042", amount=129.5, customer_note="Arrived <b>broken</b>"),
         response=Decision,
         key="browser-refund-A-1042",
+        # Checked by the core after the schema: the dashboard shows the reason to the reviewer.
+        verification=Verification(
+            rules=[
+                Rule(
+                    name="within_order",
+                    check={"<=": [{"var": "/answer/amount"}, {"var": "/payload/amount"}]},
+                    message="the refund may not exceed the order's amount",
+                )
+            ]
+        ),
         client=client,
     )
     print(json.dumps(decision.model_dump()), flush=True)

@@ -1,6 +1,7 @@
 // The dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core): first-run setup, an agent's task appearing live, the generated form with
-// an invalid value refused inline, the answer, the agent resuming with the typed answer, the
+// an invalid value refused inline, an answer rejected by the task's verification rule (the
+// reason shown, the form kept), the answer, the agent resuming with the typed answer, the
 // audit timeline, sign-out and sign-in, and a phone-sized queue. Screenshots of the queue and
 // the task page go to $INLOOP_ARTIFACTS (default tests/browser/artifacts).
 //
@@ -124,6 +125,15 @@ test("first run, live queue, generated form, answer, agent resumes, audit", { ti
   assert.equal(await amountField.inputValue(), "9999", "the typed value is kept");
   assert.equal(await page.locator('[name="/comment"]').inputValue(), "Sorry about that");
   await page.screenshot({ path: join(ARTIFACTS, "task-invalid.png"), fullPage: true });
+
+  // Within the schema but over the order's amount: the task's verification rule rejects
+  // it; the reason is shown and the form keeps what was typed.
+  await page.fill('input[name="/amount"]', "200");
+  await Promise.all([page.waitForLoadState("load"), page.click("text=Submit answer")]);
+  assert.match(await page.textContent("main"), /may not exceed the order's amount/);
+  assert.equal(await page.locator('input[name="/amount"]').inputValue(), "200");
+  assert.equal(await page.locator('[name="/comment"]').inputValue(), "Sorry about that");
+  await page.screenshot({ path: join(ARTIFACTS, "task-rejected.png"), fullPage: true });
 
   // A valid answer: accepted, the agent resumes with the typed decision.
   await page.fill('input[name="/amount"]', "120");

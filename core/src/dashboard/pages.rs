@@ -465,6 +465,21 @@ fn kind_words(e: &AuditEvent) -> String {
         "released" => "Released".into(),
         "timed_out" => "Timed out".into(),
         "cancelled" => "Cancelled".into(),
+        "verification_started" => "Sent to the verifier".into(),
+        "verification_passed" => "Verification passed".into(),
+        "verification_rejected" => "Verification rejected the answer".into(),
+        "verification_inconclusive" => "Verification inconclusive".into(),
+        "verification_exhausted" => "Verification attempts ran out".into(),
+        "answer_reopened" => "Answer sent back by the agent's verifier".into(),
+        "delivered" => match s("target") {
+            Some(t) => format!("Delivered to {t}"),
+            None => "Delivered".into(),
+        },
+        "delivery_failed" => match s("target") {
+            Some(t) => format!("Delivery to {t} failed"),
+            None => "Delivery failed".into(),
+        },
+        "link_refused" => "E-mail link refused".into(),
         other => other.to_string(),
     }
 }
@@ -500,7 +515,15 @@ fn event_details(e: &AuditEvent) -> Markup {
                 }
             }
             "cancelled" => { @if let Some(r) = s("reason") { p.ev-detail { q { (r) } } } }
-            "created" | "answer_accepted" | "timed_out" | "claimed" | "released" => {}
+            "verification_rejected" | "verification_inconclusive" | "answer_reopened"
+            | "delivery_failed" | "link_refused" => {
+                @if let Some(r) = s("reason").or_else(|| s("error")).or_else(|| s("message")) {
+                    p.ev-detail { (r) }
+                }
+            }
+            "created" | "answer_accepted" | "timed_out" | "claimed" | "released"
+            | "verification_started" | "verification_passed" | "verification_exhausted"
+            | "delivered" => {}
             _ => {
                 @if e.data.as_object().is_some_and(|m| !m.is_empty()) {
                     pre.ev-data { (serde_json::to_string(&e.data).unwrap_or_default()) }

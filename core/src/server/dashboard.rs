@@ -781,7 +781,53 @@ pub(super) async fn answer(
             )
             .await
         }
-        Err(e @ (Error::Conflict { .. } | Error::Forbidden(_))) => {
+        // The verification pipeline said no (or could not decide): the reason goes to the
+        // person, with the form as they filled it, and the task stays pending.
+        Err(Error::VerificationRejected {
+            reason,
+            attempt,
+            max_attempts,
+            ..
+        }) => {
+            let left = max_attempts.saturating_sub(attempt);
+            let text = format!(
+                "Your answer was not accepted: {reason} ({left} attempt{} left).",
+                if left == 1 { "" } else { "s" }
+            );
+            render_task(
+                &state,
+                s,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                FormState {
+                    values: Some(&response),
+                    errors: &[],
+                    posted: Some(&fields),
+                },
+                Some(Flash::Error(text)),
+            )
+            .await
+        }
+        Err(e @ (Error::VerificationInconclusive { .. } | Error::VerificationPending { .. })) => {
+            let status = super::error::status_for(e.code());
+            render_task(
+                &state,
+                s,
+                id,
+                status,
+                FormState {
+                    values: Some(&response),
+                    errors: &[],
+                    posted: Some(&fields),
+                },
+                Some(Flash::Error(e.to_string())),
+            )
+            .await
+        }
+        Err(
+            e
+            @ (Error::Conflict { .. } | Error::Forbidden(_) | Error::VerificationExhausted { .. }),
+        ) => {
             let status = super::error::status_for(e.code());
             render_task(
                 &state,
