@@ -369,4 +369,67 @@ async fn bad_links_are_refused(db: Db) {
     assert!(html.contains("cancelled by ops"), "{html}");
 }
 
-conformance!(mail_link_answers_once, bad_links_are_refused);
+/// The task's verification rejects the answer sent from the mail's page: the reason is on the
+/// form, the task stays pending, the link stays usable; a passing answer then completes it.
+async fn verification_rejection_is_shown_on_the_mail_page(db: Db) {
+    let engine = db.open().await;
+    add_user(
+        &engine,
+        "ann",
+        Some("ann@acme.test"),
+        Role::Reviewer,
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+    let sink = Sink::start().await;
+    let server = start(&engine, &sink).await;
+    let verification: inloop_core::verify::Verification = serde_json::from_value(json!({
+        "rules": [{
+            "name": "reason_for_approvals",
+            "when": {"==": [{"var": "/answer/approved"}, true]},
+            "check": {"nonempty": {"var": "/answer/comment"}},
+            "message": "an approval needs a comment"
+        }]
+    }))
+    .unwrap();
+    let task = engine
+        .create(NewTask {
+            verification: Some(verification),
+            ..approval("mail-verified", &["email:ann@acme.test"])
+        })
+        .await
+        .unwrap()
+        .task;
+    eventually("the mail", Duration::from_secs(20), || {
+        !sink.mails().is_empty()
+    })
+    .await;
+    let (link, _) = link_in(&sink, "ann@acme.test", &server.base);
+    let (_, html) = server.get(&link).await;
+    let csrf = csrf_in(&html);
+    let (status, html) = server
+        .post(&link, &[("csrf", &csrf), ("/approved", "true")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("an approval needs a comment"), "{html}");
+    assert_eq!(engine.get(task.id).await.unwrap().status, Status::Pending);
+    let (status, html) = server
+        .post(
+            &link,
+            &[
+                ("csrf", &csrf),
+                ("/approved", "true"),
+                ("/comment", "checked"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(engine.get(task.id).await.unwrap().status, Status::Completed);
+}
+
+conformance!(
+    mail_link_answers_once,
+    bad_links_are_refused,
+    verification_rejection_is_shown_on_the_mail_page
+);

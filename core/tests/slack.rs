@@ -70,6 +70,7 @@ async fn api(
             }
         }
         "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}),
+        "chat.postEphemeral" => json!({"ok": true, "message_ts": "1700000002.000300"}),
         "users.info" => {
             let email = match body["user"].as_str() {
                 Some("UANN") => "Ann@Acme.test",
@@ -577,7 +578,64 @@ async fn slack_modal_typed_answer(db: Db) {
     );
 }
 
+/// A click the task's verification rejects: the task stays pending, and the person who
+/// clicked is told why in a message only they see (`chat.postEphemeral`).
+async fn slack_click_rejected_by_verification_tells_the_user(db: Db) {
+    let engine = db.open().await;
+    add_user(
+        &engine,
+        "ann",
+        Some("ann@acme.test"),
+        Role::Reviewer,
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+    let env = start(&engine).await;
+    let verification: inloop_core::verify::Verification = serde_json::from_value(json!({
+        "rules": [{
+            "name": "no_approvals_today",
+            "check": {"==": [{"var": "/answer/approved"}, false]},
+            "message": "refunds are frozen until the audit ends"
+        }]
+    }))
+    .unwrap();
+    let task = engine
+        .create(NewTask {
+            verification: Some(verification),
+            ..approval("slack-verified")
+        })
+        .await
+        .unwrap()
+        .task;
+    let fake = Arc::clone(&env.fake);
+    eventually("the message", Duration::from_secs(20), || {
+        fake.calls("chat.postMessage").len() >= 2
+    })
+    .await;
+    let (status, _, _) = env
+        .signed(&click_body(&task.id.to_string(), "UANN", "inloop.approve"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the ephemeral reply", Duration::from_secs(20), || {
+        !fake.calls("chat.postEphemeral").is_empty()
+    })
+    .await;
+    let reply = &env.fake.calls("chat.postEphemeral")[0];
+    assert_eq!(
+        (reply["channel"].as_str(), reply["user"].as_str()),
+        (Some("C0OPS"), Some("UANN"))
+    );
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("refunds are frozen until the audit ends"),
+        "{text}"
+    );
+    assert_eq!(engine.get(task.id).await.unwrap().status, Status::Pending);
+}
+
 conformance!(
+    slack_click_rejected_by_verification_tells_the_user,
     slack_click_answers_and_updates,
     slack_message_follows_other_ends,
     slack_modal_typed_answer

@@ -138,10 +138,29 @@ pub(super) async fn submit(
         Err(Error::InvalidAnswer { errors }) => {
             refill(email, &token, &link, &task, &errors, &fields)
         }
-        Err(Error::Conflict { .. }) => match state.engine.get(task.id).await {
-            Ok(t) => ended_page(&t),
-            Err(e) => failure(&e),
-        },
+        // The task's verification said no (or could not decide): the reason goes back on the
+        // form, the link stays usable (it is consumed only with an accepted answer).
+        Err(
+            e @ (Error::VerificationRejected { .. }
+            | Error::VerificationInconclusive { .. }
+            | Error::VerificationPending { .. }),
+        ) => {
+            let reason = match &e {
+                Error::VerificationRejected { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            let errors = [FieldError {
+                path: String::new(),
+                message: reason,
+            }];
+            refill(email, &token, &link, &task, &errors, &fields)
+        }
+        Err(Error::VerificationExhausted { .. }) | Err(Error::Conflict { .. }) => {
+            match state.engine.get(task.id).await {
+                Ok(t) => ended_page(&t),
+                Err(e) => failure(&e),
+            }
+        }
         Err(e @ Error::Forbidden(_)) => {
             page_response(StatusCode::FORBIDDEN, "Not allowed", &e.to_string())
         }

@@ -19,6 +19,7 @@ use crate::audit::kind;
 use crate::channels::slack::{self, RequestError};
 use crate::channels::slack_modal;
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::model::{Answer, now_ms};
 use crate::store::{Decision, NewAudit};
 
@@ -113,10 +114,15 @@ pub(super) async fn interactivity(
     ) else {
         return (StatusCode::BAD_REQUEST, "the action names no task or user").into_response();
     };
+    // Where to tell the person why a click was refused (only they see it).
+    let channel = payload["container"]["channel_id"]
+        .as_str()
+        .or_else(|| payload["channel"]["id"].as_str())
+        .map(str::to_string);
     // Acknowledge now (Slack wants an answer within 3 s); the answer is slow work.
     let engine = state.engine.clone();
     tokio::spawn(async move {
-        click(&engine, &channels, task, &user, approve).await;
+        click(&engine, &channels, task, &user, approve, channel.as_deref()).await;
     });
     StatusCode::OK.into_response()
 }
@@ -250,6 +256,7 @@ async fn click(
     task: Uuid,
     slack_user: &str,
     approve: bool,
+    channel: Option<&str>,
 ) {
     let slack = channels.slack().expect("checked by the handler");
     let Some(user) = resolve_user(engine, slack, slack_user).await else {
@@ -273,9 +280,26 @@ async fn click(
         channel: "slack".into(),
     };
     let who = Principal::User(user.identity());
-    // Refusals (not allowed, already answered) are audited by the core.
+    // Refusals (not allowed, already answered, rejected by verification) are audited by the
+    // core; the person who clicked is told why, in a message only they see.
     if let Err(e) = engine.answer_as(task, answer, &who).await {
         tracing::info!(error = %e, slack_user, "inloop: Slack answer refused");
+        let text = match &e {
+            Error::VerificationRejected { reason, .. } => {
+                format!("Your answer was not accepted: {reason}")
+            }
+            other => format!("Your answer was not accepted: {other}"),
+        };
+        if let Some(channel) = channel
+            && let Err(e) = slack
+                .call(
+                    "chat.postEphemeral",
+                    &json!({ "channel": channel, "user": slack_user, "text": text }),
+                )
+                .await
+        {
+            tracing::warn!(error = %e.message, "inloop: cannot tell a Slack user why");
+        }
     }
 }
 
