@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Db, eventually};
+use common::{Db, Served, eventually, serve_listener};
 use inloop_core::channels::email::{Link, LinkKeys};
 use inloop_core::channels::{self, Channels, Settings};
-use inloop_core::server::{ServerOptions, serve};
+use inloop_core::server::ServerOptions;
 use inloop_core::users::{Role, add_user};
 use inloop_core::{Engine, NewTask, Status};
 use reqwest::StatusCode;
@@ -28,7 +28,7 @@ const KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 struct Server {
     base: String,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Served,
 }
 
 async fn start(engine: &Engine, sink: &Sink) -> Server {
@@ -45,27 +45,19 @@ async fn start(engine: &Engine, sink: &Sink) -> Server {
     .collect();
     let settings = Settings::resolve(None, &env, Some(&base)).unwrap();
     let channels = Arc::new(Channels::new(settings).unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = ServerOptions {
         public_url: Some(base.clone()),
         channels: Some(channels),
         ..Default::default()
     };
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        serve(engine, listener, opts, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap()
-    });
+    let server = serve_listener(engine.clone(), listener, opts);
     Server {
         base,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        _stop: tx,
+        _server: server,
     }
 }
 

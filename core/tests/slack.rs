@@ -13,10 +13,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use common::{Db, eventually};
+use common::{Db, Served, eventually, serve_listener};
 use inloop_core::channels::slack::sign_request;
 use inloop_core::channels::{Channels, Settings};
-use inloop_core::server::{ServerOptions, serve};
+use inloop_core::server::ServerOptions;
 use inloop_core::users::{Role, add_user};
 use inloop_core::{Engine, NewTask, Status};
 use reqwest::StatusCode;
@@ -88,7 +88,7 @@ struct Env {
     base: String,
     fake: Arc<FakeSlack>,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Served,
 }
 
 async fn start(engine: &Engine) -> Env {
@@ -116,25 +116,17 @@ async fn start(engine: &Engine) -> Env {
     let channels =
         Arc::new(Channels::new(Settings::resolve(None, &env, Some(&base)).unwrap()).unwrap());
     assert!(channels.check().await.unwrap()[0].contains("slack as inloop in Acme"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = ServerOptions {
         public_url: Some(base.clone()),
         channels: Some(channels),
         ..Default::default()
     };
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        serve(engine, listener, opts, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap()
-    });
+    let server = serve_listener(engine.clone(), listener, opts);
     Env {
         base,
         fake,
         http: reqwest::Client::new(),
-        _stop: tx,
+        _server: server,
     }
 }
 

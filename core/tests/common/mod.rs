@@ -226,6 +226,17 @@ pub struct Served {
 /// Serves `engine` (API and dashboard) on a fresh loopback port.
 pub async fn serve_engine(engine: Engine, opts: inloop_core::server::ServerOptions) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_listener(engine, listener, opts)
+}
+
+/// Serves `engine` on `listener` (for tests that need the address before the options, such as
+/// a public URL in e-mail links). The server stops when the returned `Served` is stopped or
+/// dropped.
+pub fn serve_listener(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    opts: inloop_core::server::ServerOptions,
+) -> Served {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(inloop_core::server::serve(engine, listener, opts, async {
