@@ -158,10 +158,61 @@ pub fn check_answer(task: &Task, who: &Principal, policy: Unassigned) -> Result<
     }
 }
 
+/// Whether `voter` may answer a task with approvers (after [`check_answer`]): they must be
+/// named by the approvers list as it stands (escalations add to it), admins included, and not
+/// be the requester when the policy excludes them. Tasks without approvers: always `Ok`.
+pub fn check_voter(task: &Task, voter: &Identity) -> Result<()> {
+    let Some(a) = task.policy.as_ref().and_then(|p| p.approvers.as_ref()) else {
+        return Ok(());
+    };
+    if task.status.is_final() {
+        return Ok(());
+    }
+    if a.exclude_requester && crate::policy::is_requester(task, voter) {
+        return Err(Error::Forbidden(format!(
+            "{} requested task {} and may not approve it (the policy excludes the requester)",
+            voter.name, task.id
+        )));
+    }
+    if !crate::policy::is_listed(&crate::policy::approvers_now(task), voter) {
+        return Err(Error::Forbidden(format!(
+            "{} is not one of the approvers of task {}",
+            voter.name, task.id
+        )));
+    }
+    Ok(())
+}
+
+/// The identity an answer given as `by` stands for when no one is signed in (direct access,
+/// API keys): the user of that name or e-mail when there is one, else `by` itself (an e-mail
+/// address when it looks like one).
+pub fn identity_of(by: &str, user: Option<&crate::users::User>) -> Identity {
+    match user {
+        Some(u) => Identity {
+            name: u.name.to_lowercase(),
+            email: u.email.as_ref().map(|e| e.to_lowercase()),
+            role: u.role,
+            groups: u.groups.iter().map(|g| g.to_lowercase()).collect(),
+        },
+        None => Identity {
+            name: by.to_lowercase(),
+            email: by.contains('@').then(|| by.to_lowercase()),
+            role: Role::Reviewer,
+            groups: Vec::new(),
+        },
+    }
+}
+
 /// Whether `who` may claim the task (as `by`): those who may answer it, when nobody else
-/// holds it.
+/// holds it. Tasks that need several approvals are not claimed: every approver votes.
 pub fn check_claim(task: &Task, who: &Principal, by: &str, policy: Unassigned) -> Result<()> {
     check_answer(task, who, policy)?;
+    if task.policy.as_ref().is_some_and(|p| p.required() > 1) && !task.status.is_final() {
+        return Err(Error::Forbidden(format!(
+            "task {} needs several approvals and cannot be claimed: every approver votes",
+            task.id
+        )));
+    }
     match task.claimed_by.as_deref() {
         Some(other) if other != by && !task.status.is_final() => Err(Error::Forbidden(format!(
             "task {} is already claimed by {other}",
@@ -226,8 +277,14 @@ pub fn permissions(task: &Task, who: &Principal, policy: Unassigned) -> Permissi
         Principal::User(u) => u.name.as_str(),
         _ => "",
     };
+    let voter_ok = match who {
+        Principal::User(u) => {
+            check_voter(task, u).is_ok() && !task.votes.iter().any(|v| v.by == u.name)
+        }
+        _ => true,
+    };
     Permissions {
-        answer: check_answer(task, who, policy).is_ok(),
+        answer: voter_ok && check_answer(task, who, policy).is_ok(),
         claim: task.claimed_by.is_none() && check_claim(task, who, me, policy).is_ok(),
         release: task.claimed_by.is_some() && check_release(task, who, me, policy).is_ok(),
         cancel: check_cancel(task, who, policy).is_ok(),

@@ -33,6 +33,12 @@ pub mod kind {
     pub const DELIVERED: &str = "delivered";
     /// The outbox gave up on a delivery (retry horizon passed, or a permanent error).
     pub const DELIVERY_FAILED: &str = "delivery_failed";
+    /// A vote on a task with approvers (the task may stay pending).
+    pub const VOTE_RECORDED: &str = "vote_recorded";
+    /// A reminder timer fired (the targets are notified again).
+    pub const REMINDER_SENT: &str = "reminder_sent";
+    /// An escalation step fired (new targets notified, approvers added).
+    pub const ESCALATED: &str = "escalated";
     /// An e-mail link was refused (expired, reused, tampered, other recipient, unknown user).
     pub const LINK_REFUSED: &str = "link_refused";
 }

@@ -795,6 +795,7 @@ fn plan(
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
                     requested_by: a.requested_by,
                     verification: None,
+                    policy: None,
                 }),
                 json: a.json,
             }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::access::{self, Principal, Unassigned};
 use crate::audit::{self, ChainCheck, kind};
 use crate::error::{Error, FieldError, Result};
-use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, now_ms};
+use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task};
 use crate::rules;
 use crate::schema::{self, Schema};
 use crate::store::{Backend, Decision, ListQuery, NewAudit, Store, StoreOptions};
@@ -91,6 +91,9 @@ pub struct EngineOptions {
     /// Where the LLM verifier reaches each provider, and with which API key (from the
     /// environment by default: docs/verification.md).
     pub verifiers: crate::verify::llm::ProviderConfig,
+    /// The time the engine's rules use (creation, deadlines, timers, votes): the system clock,
+    /// or a manual one in tests.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for EngineOptions {
@@ -102,6 +105,7 @@ impl Default for EngineOptions {
             expiry_sweep: Duration::from_secs(1),
             migrate: true,
             verifiers: crate::verify::llm::ProviderConfig::from_env(),
+            clock: crate::clock::Clock::System,
         }
     }
 }
@@ -144,6 +148,9 @@ struct Inner {
     background: OnceLock<Background>,
     /// The HTTP client of the LLM verifier (built on first use).
     http: OnceLock<reqwest::Client>,
+    /// Signalled when this engine creates a task with timers or a deadline (the sweep may
+    /// need to wake earlier than planned).
+    created: Arc<tokio::sync::Notify>,
 }
 
 struct Background {
@@ -176,8 +183,14 @@ impl Engine {
                 opts,
                 background: OnceLock::new(),
                 http: OnceLock::new(),
+                created: Arc::new(tokio::sync::Notify::new()),
             }),
         })
+    }
+
+    /// The time by the engine's clock (ms since the epoch).
+    pub fn now(&self) -> i64 {
+        self.inner.opts.clock.now()
     }
 
     /// The engine's store (for modules of this crate that keep their own tables).
@@ -207,15 +220,22 @@ impl Engine {
             });
             let weak = Arc::downgrade(&self.inner);
             let every = self.inner.opts.expiry_sweep;
+            let created = Arc::clone(&self.inner.created);
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
                     let Some(inner) = weak.upgrade() else { return };
                     let engine = Engine { inner };
-                    if let Err(e) = engine.expire_due().await {
-                        tracing::warn!(error = %e, "inloop: deadline sweep failed");
+                    let next = engine.sweep_once().await;
+                    drop(engine);
+                    // Sleep until the next timer or deadline (one query finds it), at most
+                    // `every`: tasks created by other processes are seen within that. Tasks
+                    // created here wake the sweep at once.
+                    let wait = next.map_or(every, |ms| {
+                        Duration::from_millis(ms.clamp(0, every.as_millis() as i64) as u64)
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = created.notified() => {}
                     }
                 }
             }));
@@ -234,7 +254,7 @@ impl Engine {
 
     fn prepare_new(&self, new: NewTask) -> Result<Prepared> {
         let requested_by = new.requested_by.clone();
-        let task = prepare(new, now_ms())?;
+        let task = prepare(new, self.now())?;
         Ok(Prepared { task, requested_by })
     }
 
@@ -255,6 +275,9 @@ impl Engine {
                 existing_digest: stored.digest,
                 new_digest: task.digest,
             });
+        }
+        if inserted && (stored.deadline.is_some() || !stored.timers.is_empty()) {
+            self.inner.created.notify_one();
         }
         Ok(Created {
             task: stored,
@@ -406,7 +429,7 @@ impl Engine {
         check_namespace(namespace)?;
         self.inner
             .store
-            .set_namespace_policy(namespace, policy.as_str(), now_ms())
+            .set_namespace_policy(namespace, policy.as_str(), self.now())
             .await
     }
 
@@ -470,58 +493,99 @@ impl Engine {
         }
         check_actor(&answer.by)?;
         check_channel(&answer.channel)?;
-        let too_large =
-            schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES).err();
         let policy = self.policy(&id, who).await?;
-        let now = now_ms();
-        let token = Uuid::now_v7().to_string();
-        // Validated under the row lock: one read, and the schema and rules are the stored ones.
-        let (after, result) = self
-            .inner
-            .store
-            .transition_linked(&id, now, link, |t| {
-                let plain =
-                    |(d, r): (Decision, Result<()>)| (d, r.map(|()| rules::Submitted::Accepted));
-                if let Err(e) = access::check_answer(t, who, policy) {
-                    return plain(rules::refuse_access(t, &answer.by, &answer.channel, e));
-                }
-                let invalid = match too_large {
-                    Some(e) => Some(e),
-                    None => match Schema::compile("response_schema", &t.response_schema) {
-                        Err(e) => return (Default::default(), Err(e)),
-                        Ok(s) => {
-                            let mut errors = s.errors(&answer.response);
-                            errors.extend(nul_errors(&answer.response));
-                            (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
-                        }
-                    },
-                };
-                match (invalid, &t.verification) {
-                    (Some(err), _) => plain(rules::invalid_answer(
-                        t,
-                        &answer.by,
-                        &answer.channel,
-                        err,
-                        now,
-                    )),
-                    (None, None) => plain(rules::answer(t, &answer, now)),
-                    (None, Some(v)) => {
-                        let judged = verify::run_rules(v, &t.payload, &answer.response);
-                        let until = now
-                            + v.llm.as_ref().map_or(0, |l| l.timeout_ms as i64)
-                            + rules::LEASE_GRACE_MS;
-                        rules::submit(
-                            t,
-                            &answer,
-                            &judged,
-                            v.llm.is_some(),
-                            (token.clone(), until),
-                            now,
-                        )
+        // Who votes, for tasks with approvers: the signed-in user, else the user `by` names
+        // (looked up only when the task turns out to need it).
+        let mut voter: Option<access::Identity> = match who {
+            Principal::User(u) => Some(u.clone()),
+            _ => None,
+        };
+        let (after, result) = loop {
+            let now = self.now();
+            let token = Uuid::now_v7().to_string();
+            let mut need_voter = false;
+            let voter_ref = voter.as_ref();
+            let too_large =
+                schema::check_size("answer", &answer.response, schema::MAX_DOCUMENT_BYTES).err();
+            // Validated under the row lock: one read, and the schema and rules are the stored
+            // ones.
+            let (after, result) = self
+                .inner
+                .store
+                .transition_linked(&id, now, link, |t| {
+                    let plain = |(d, r): (Decision, Result<()>)| {
+                        (d, r.map(|()| rules::Submitted::Accepted))
+                    };
+                    if let Err(e) = access::check_answer(t, who, policy) {
+                        return plain(rules::refuse_access(t, &answer.by, &answer.channel, e));
                     }
+                    let has_approvers = t.policy.as_ref().is_some_and(|p| p.approvers.is_some());
+                    if has_approvers && t.status == Status::Pending {
+                        let Some(v) = voter_ref else {
+                            need_voter = true;
+                            return (Decision::default(), Ok(rules::Submitted::Accepted));
+                        };
+                        if let Err(e) = access::check_voter(t, v) {
+                            return plain(rules::refuse_access(t, &answer.by, &answer.channel, e));
+                        }
+                    }
+                    let invalid = match too_large {
+                        Some(e) => Some(e),
+                        None => match Schema::compile("response_schema", &t.response_schema) {
+                            Err(e) => return (Default::default(), Err(e)),
+                            Ok(s) => {
+                                let mut errors = s.errors(&answer.response);
+                                errors.extend(nul_errors(&answer.response));
+                                (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
+                            }
+                        },
+                    };
+                    match (invalid, &t.verification) {
+                        (Some(err), _) => plain(rules::invalid_answer(
+                            t,
+                            &answer.by,
+                            &answer.channel,
+                            err,
+                            now,
+                        )),
+                        (None, None) if has_approvers => plain(rules::vote(t, &answer, now)),
+                        (None, None) => plain(rules::answer(t, &answer, now)),
+                        (None, Some(v)) => {
+                            let judged = verify::run_rules(v, &t.payload, &answer.response);
+                            let until = now
+                                + v.llm.as_ref().map_or(0, |l| l.timeout_ms as i64)
+                                + rules::LEASE_GRACE_MS;
+                            rules::submit(
+                                t,
+                                &answer,
+                                &judged,
+                                v.llm.is_some(),
+                                (token.clone(), until),
+                                now,
+                            )
+                        }
+                    }
+                })
+                .await?;
+            if !need_voter {
+                break (after, result);
+            }
+            let user = match self
+                .inner
+                .store
+                .user_by_name(&answer.by.to_lowercase())
+                .await?
+            {
+                Some(u) => Some(u),
+                None => {
+                    self.inner
+                        .store
+                        .user_by_email(&answer.by.to_lowercase())
+                        .await?
                 }
-            })
-            .await?;
+            };
+            voter = Some(access::identity_of(&answer.by, user.as_ref()));
+        };
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
@@ -557,7 +621,7 @@ impl Engine {
         };
         let judged = verify::llm::verify(http, &self.inner.opts.verifiers, spec, &ctx).await;
         let id = task.id;
-        let now = now_ms();
+        let now = self.now();
         let (after, result) = self
             .inner
             .store
@@ -609,7 +673,7 @@ impl Engine {
         check_actor(&by)?;
         let channel = "sdk";
         let policy = self.policy(&id, who).await?;
-        let now = now_ms();
+        let now = self.now();
         let (after, result) = self
             .inner
             .store
@@ -667,7 +731,7 @@ impl Engine {
             )));
         }
         let policy = self.policy(&id, who).await?;
-        let now = now_ms();
+        let now = self.now();
         let (after, result) = self
             .inner
             .store
@@ -718,7 +782,7 @@ impl Engine {
         check_actor(by)?;
         check_channel(channel)?;
         let policy = self.policy(&id, who).await?;
-        let now = now_ms();
+        let now = self.now();
         let (after, result) = self
             .inner
             .store
@@ -751,7 +815,7 @@ impl Engine {
 
     /// [`Engine::expire`], also telling whether this call (not a concurrent one) ended it.
     async fn expire_one(&self, id: Uuid) -> Result<(Task, bool)> {
-        let now = now_ms();
+        let now = self.now();
         let (after, ended_here) = self
             .inner
             .store
@@ -767,11 +831,56 @@ impl Engine {
         Ok((after, ended_here))
     }
 
+    /// One pass of the background sweep: fires due timers, times out overdue tasks; returns
+    /// how long until the next timer or deadline is due (`None`: nothing is scheduled).
+    async fn sweep_once(&self) -> Option<i64> {
+        if let Err(e) = self.fire_due_timers().await {
+            tracing::warn!(error = %e, "inloop: timer sweep failed");
+        }
+        if let Err(e) = self.expire_due().await {
+            tracing::warn!(error = %e, "inloop: deadline sweep failed");
+        }
+        match self.inner.store.next_due().await {
+            Ok(next) => next.map(|at| at - self.now()),
+            Err(e) => {
+                tracing::warn!(error = %e, "inloop: cannot read the next due time");
+                None
+            }
+        }
+    }
+
+    /// Fires every reminder and escalation step that is due (each once, even when several
+    /// processes sweep the same database); returns how many this call fired. `inloop serve`
+    /// runs this in the background; tests with a manual clock call it directly.
+    pub async fn fire_due_timers(&self) -> Result<usize> {
+        let mut fired = 0;
+        loop {
+            let now = self.now();
+            let due = self.inner.store.timers_due(now, 500).await?;
+            let n = due.len();
+            for id in due {
+                let now = self.now();
+                let (after, k) = self
+                    .inner
+                    .store
+                    .transition(&id, now, |t| rules::fire_timers(t, now))
+                    .await?;
+                if after.status.is_final() {
+                    self.inner.hub.wake(&id);
+                }
+                fired += k;
+            }
+            if n < 500 {
+                return Ok(fired);
+            }
+        }
+    }
+
     /// Times out every overdue pending task; returns how many this call ended.
     pub async fn expire_due(&self) -> Result<usize> {
         let mut ended = 0;
         loop {
-            let due = self.inner.store.due(now_ms(), 500).await?;
+            let due = self.inner.store.due(self.now(), 500).await?;
             let n = due.len();
             for id in due {
                 if self.expire_one(id).await?.1 {
@@ -817,7 +926,7 @@ impl Engine {
             if task.status.is_final() {
                 return Ok(*task);
             }
-            let now = now_ms();
+            let now = self.now();
             if task.deadline.is_some_and(|d| d <= now) {
                 let t = Box::pin(self.expire(id)).await?;
                 if t.status.is_final() {
@@ -1016,24 +1125,48 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     if let Some(v) = &new.verification {
         v.check()?;
     }
-    let digest = match &new.verification {
-        // Unchanged for tasks without verification (digests are stable across versions).
-        None => schema::task_digest(
-            &new.title,
-            &new.payload,
-            new.payload_schema.as_ref(),
-            &new.response_schema,
-        ),
-        // The verification contract is part of what the agent asked: the same key with other
-        // rules or another verifier is a different request (`key_reused`).
-        Some(v) => schema::sha256_hex(&schema::canonical_json(&json!({
-            "title": new.title,
-            "payload": new.payload,
-            "payload_schema": new.payload_schema,
-            "response_schema": new.response_schema,
-            "verification": v.to_json(),
-        }))),
-    };
+    let policy = new.policy.filter(|p| !p.is_empty());
+    let mut assign_to = new.assign_to;
+    let mut timers = Vec::new();
+    if let Some(p) = &policy {
+        check_policy(p, &new.response_schema, new.verification.is_some())?;
+        if p.approvers
+            .as_ref()
+            .is_some_and(|a| a.exclude_requester && new.requested_by.is_none())
+        {
+            return Err(Error::InvalidArgument(
+                "policy: approvers.exclude_requester needs requested_by (who asks)".into(),
+            ));
+        }
+        // Approvers see the task: they are assigned to it (escalations add theirs later).
+        for a in p.approvers.iter().flat_map(|a| &a.any_of) {
+            if !assign_to.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                assign_to.push(a.clone());
+            }
+        }
+        if let Some(d) = deadline {
+            // A step due after the deadline would never fire: say so instead of storing it.
+            if let Some(t) = p.timers(now).iter().find(|t| t.due_at >= d) {
+                return Err(Error::InvalidArgument(format!(
+                    "policy: {} {} is due after the task's timeout",
+                    t.kind, t.index
+                )));
+            }
+        }
+        timers = p.timers(now);
+    }
+    // The verification contract and the policy are part of what the agent asked: the same key
+    // with other rules, approvers or timers is a different request (`key_reused`).
+    let digest = schema::request_digest(
+        &new.title,
+        &new.payload,
+        new.payload_schema.as_ref(),
+        &new.response_schema,
+        new.verification.as_ref().map(|v| v.to_json()),
+        policy
+            .as_ref()
+            .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
+    );
     Ok(Task {
         id,
         namespace,
@@ -1044,7 +1177,7 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         response_schema: new.response_schema,
         digest,
         notify: new.notify,
-        assign_to: new.assign_to,
+        assign_to,
         status: Status::Pending,
         response: None,
         answered_by: None,
@@ -1062,7 +1195,47 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         rejections: Vec::new(),
         verifying_until: None,
         verify_token: None,
+        requested_by: new.requested_by,
+        policy,
+        votes: Vec::new(),
+        timers,
     })
+}
+
+/// Checks a policy against the task it comes with.
+fn check_policy(p: &crate::policy::Policy, response_schema: &Value, verified: bool) -> Result<()> {
+    p.check()?;
+    for (i, e) in p.escalate.iter().enumerate() {
+        check_targets(&format!("policy: escalate[{i}].notify"), &e.notify, true)?;
+    }
+    if p.required() > 1 {
+        if !crate::dashboard::form::is_approval(response_schema) {
+            return Err(Error::InvalidArgument(
+                "policy: approvers.required above 1 needs an approval response schema (one \
+                 required boolean, optional text fields): votes are counted as approve or reject"
+                    .into(),
+            ));
+        }
+        if verified {
+            return Err(Error::InvalidArgument(
+                "policy: approvers.required above 1 cannot be combined with verification".into(),
+            ));
+        }
+    }
+    if let crate::policy::OnTimeout::Default(v) = &p.on_timeout {
+        let errors = Schema::compile("response_schema", response_schema)?.errors(v);
+        if !errors.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "policy: on_timeout's default answer does not match the response schema: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_text(what: &str, s: &str, max: usize) -> Result<()> {

@@ -129,6 +129,27 @@ pub struct Task {
     #[serde(skip)]
     #[schema(ignore)]
     pub verify_token: Option<String>,
+    /// Who asked (an agent's name, or the person it acts for): `approvers.exclude_requester`
+    /// keeps them from answering.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// The approval policy (docs/policies.md), when the task has one.
+    #[serde(default)]
+    pub policy: Option<crate::policy::Policy>,
+    /// The votes so far on a task with approvers, oldest first (one per person).
+    #[serde(default)]
+    pub votes: Vec<crate::policy::Vote>,
+    /// Reminders and escalation steps, in the order they are due; each fires once.
+    #[serde(default)]
+    pub timers: Vec<crate::policy::Timer>,
+}
+
+impl Task {
+    /// Whether the task ended with its policy's default answer (`on_timeout` default): the
+    /// status is `timed_out` and the response is the default.
+    pub fn defaulted(&self) -> bool {
+        self.status == Status::TimedOut && self.response.is_some()
+    }
 }
 
 /// What a caller passes to create a task.
@@ -152,6 +173,9 @@ pub struct NewTask {
     /// Rules and an optional LLM verifier that an answer must pass after the response schema
     /// (docs/verification.md). Part of the digest when present.
     pub verification: Option<Verification>,
+    /// Who must answer and how many, reminders, escalation, what a timeout means
+    /// (docs/policies.md). Part of the digest when present.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 /// The result of create-or-get: the task, and whether this call created it.

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::audit::kind;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Answer, Status, Task};
+use crate::policy::{self, OnTimeout, Vote};
 use crate::store::{Decision, NewAudit, Update, VerifyState};
 use crate::verify::{FailPolicy, Judged, Rejection, Verdict};
 
@@ -49,6 +50,8 @@ pub fn ended_error(task: &Task) -> Error {
 pub fn outcome(task: Task) -> Result<Task> {
     match task.status {
         Status::Completed => Ok(task),
+        // The policy's default answer, marked as such (`Task::defaulted`).
+        Status::TimedOut if task.response.is_some() => Ok(task),
         Status::TimedOut => Err(Error::TimedOut {
             id: task.id,
             at: task.deadline.or(task.ended_at).unwrap_or(task.updated_at),
@@ -72,24 +75,38 @@ fn is_overdue(task: &Task, now: i64) -> bool {
     task.status == Status::Pending && task.deadline.is_some_and(|d| d <= now)
 }
 
-fn timeout_update(now: i64) -> Update {
+/// The task times out; with an `on_timeout` default, with that answer (marked by
+/// `answered_via = "timeout"`, never by a person).
+fn timeout_update(task: &Task, now: i64) -> Update {
+    let default = default_answer(task);
     Update {
         status: Status::TimedOut,
-        response: None,
+        answered_via: default.map(|_| "timeout".to_string()),
+        response: default.cloned(),
         answered_by: None,
-        answered_via: None,
         cancelled_by: None,
         cancel_reason: None,
         ended_at: Some(now),
     }
 }
 
+fn default_answer(task: &Task) -> Option<&serde_json::Value> {
+    match task.policy.as_ref().map(|p| &p.on_timeout) {
+        Some(OnTimeout::Default(v)) => Some(v),
+        _ => None,
+    }
+}
+
 fn timeout_audit(task: &Task) -> NewAudit {
+    let mut data = json!({ "deadline": task.deadline.map(crate::model::format_ms) });
+    if let Some(v) = default_answer(task) {
+        data["default"] = v.clone();
+    }
     NewAudit {
         actor: None,
         channel: None,
         kind: kind::TIMED_OUT,
-        data: json!({ "deadline": task.deadline.map(crate::model::format_ms) }),
+        data,
     }
 }
 
@@ -120,7 +137,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
         let decision = Decision {
             claim: None,
             verify: None,
-            update: Some(timeout_update(now)),
+            update: Some(timeout_update(task, now)),
             audit: vec![
                 timeout_audit(task),
                 refusal(
@@ -130,6 +147,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
                     json!({ "message": late.to_string() }),
                 ),
             ],
+            ..Default::default()
         };
         return (decision, Err(late));
     }
@@ -147,6 +165,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
                 verify: None,
                 update: None,
                 audit: vec![row],
+                ..Default::default()
             },
             Err(err),
         );
@@ -169,6 +188,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
             kind: kind::ANSWER_ACCEPTED,
             data: json!({ "response": a.response }),
         }],
+        ..Default::default()
     };
     (decision, Ok(()))
 }
@@ -214,6 +234,7 @@ pub fn invalid_answer(
             verify: None,
             update: None,
             audit: vec![row],
+            ..Default::default()
         },
         Err(error),
     )
@@ -231,8 +252,9 @@ pub fn cancel(
         let d = Decision {
             claim: None,
             verify: None,
-            update: Some(timeout_update(now)),
+            update: Some(timeout_update(task, now)),
             audit: vec![timeout_audit(task)],
+            ..Default::default()
         };
         let t = Task {
             status: Status::TimedOut,
@@ -262,6 +284,7 @@ pub fn cancel(
             kind: kind::CANCELLED,
             data: json!({ "reason": reason }),
         }],
+        ..Default::default()
     };
     (decision, Ok(()))
 }
@@ -273,8 +296,9 @@ pub fn expire(task: &Task, now: i64) -> (Decision, ()) {
             Decision {
                 claim: None,
                 verify: None,
-                update: Some(timeout_update(now)),
+                update: Some(timeout_update(task, now)),
                 audit: vec![timeout_audit(task)],
+                ..Default::default()
             },
             (),
         )
@@ -310,7 +334,7 @@ pub fn refuse_access(task: &Task, by: &str, channel: &str, err: Error) -> (Decis
 fn not_pending(task: &Task, now: i64) -> Option<(Decision, Result<()>)> {
     if is_overdue(task, now) {
         let d = Decision {
-            update: Some(timeout_update(now)),
+            update: Some(timeout_update(task, now)),
             audit: vec![timeout_audit(task)],
             ..Default::default()
         };
@@ -366,6 +390,176 @@ pub fn release(task: &Task, by: &str, channel: &str, now: i64) -> (Decision, Res
         ..Default::default()
     };
     (decision, Ok(()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// approval policies (docs/policies.md)
+
+/// A schema-valid answer from an approver (access already checked) to a task with approvers:
+/// it is recorded as that person's vote. The task completes when `required` distinct
+/// approvals are in, or ends as rejected when the rejections reach the policy's `reject_on`;
+/// the final answer is the vote that decided. The same vote again changes nothing; a
+/// different vote from someone who already voted is refused (a vote cannot be changed).
+pub fn vote(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
+    let Some(approvers) = task.policy.as_ref().and_then(|p| p.approvers.as_ref()) else {
+        return answer(task, a, now);
+    };
+    if is_overdue(task, now) || task.status != Status::Pending {
+        return answer(task, a, now);
+    }
+    // Non-approval schemas (allowed with `required = 1`) count every answer as approving.
+    let approve = policy::approval_of(&task.response_schema, &a.response).unwrap_or(true);
+    if let Some(prev) = task.votes.iter().find(|v| v.by.eq_ignore_ascii_case(&a.by)) {
+        if prev.approve == approve && prev.response == a.response {
+            return (Decision::default(), Ok(()));
+        }
+        let err = Error::Forbidden(format!(
+            "{} already voted to {} at {}; a vote cannot be changed",
+            prev.by,
+            if prev.approve { "approve" } else { "reject" },
+            crate::model::format_ms(prev.at)
+        ));
+        let row = refusal(
+            &a.by,
+            &a.channel,
+            "vote_changed",
+            json!({ "message": err.to_string() }),
+        );
+        return (
+            Decision {
+                audit: vec![row],
+                ..Default::default()
+            },
+            Err(err),
+        );
+    }
+    let mut votes = task.votes.clone();
+    votes.push(Vote {
+        by: a.by.clone(),
+        channel: a.channel.clone(),
+        at: now,
+        approve,
+        response: a.response.clone(),
+    });
+    let (yes, no) = policy::tally(&votes);
+    let recorded = NewAudit {
+        actor: Some(a.by.clone()),
+        channel: Some(a.channel.clone()),
+        kind: kind::VOTE_RECORDED,
+        data: json!({
+            "approve": approve, "response": a.response, "approvals": yes, "rejections": no,
+            "required": approvers.required,
+        }),
+    };
+    let decided = if policy::rejected(approvers, no) {
+        Some("rejected")
+    } else if yes >= approvers.required {
+        Some("approved")
+    } else {
+        None
+    };
+    let Some(decided) = decided else {
+        return (
+            Decision {
+                votes: Some(votes),
+                audit: vec![recorded],
+                ..Default::default()
+            },
+            Ok(()),
+        );
+    };
+    let (mut d, r) = answer(task, a, now);
+    d.votes = Some(votes);
+    d.audit.insert(0, recorded);
+    if let Some(last) = d.audit.last_mut() {
+        last.data["decided"] = json!(decided);
+        last.data["approvals"] = json!(yes);
+        last.data["rejections"] = json!(no);
+    }
+    (d, r)
+}
+
+/// The timer sweep on one task: every unfired timer due at `now` fires, once (the store
+/// applies this under the task's row lock, so replicas racing on it fire it once). A reminder
+/// re-notifies the task's targets; an escalation notifies its new targets (added to `notify`,
+/// so they are updated when the task ends) and adds its approvers. A task past its deadline
+/// times out instead. Returns how many timers fired.
+pub fn fire_timers(task: &Task, now: i64) -> (Decision, usize) {
+    if is_overdue(task, now) {
+        return (expire(task, now).0, 0);
+    }
+    if task.status != Status::Pending {
+        return (Decision::default(), 0);
+    }
+    let mut timers = task.timers.clone();
+    let mut notify = task.notify.clone();
+    let mut assign_to = task.assign_to.clone();
+    let mut d = Decision::default();
+    let mut fired = 0;
+    for t in timers
+        .iter_mut()
+        .filter(|t| t.fired_at.is_none() && t.due_at <= now)
+    {
+        t.fired_at = Some(now);
+        fired += 1;
+        let late_ms = now - t.due_at;
+        if t.kind == policy::REMINDER {
+            let event = crate::store::outbox::reminder_event(t.index);
+            d.deliveries
+                .extend(crate::store::outbox::deliveries_to(task, &notify, &event));
+            d.audit.push(NewAudit {
+                actor: None,
+                channel: None,
+                kind: kind::REMINDER_SENT,
+                data: json!({ "index": t.index, "notify": notify, "late_ms": late_ms }),
+            });
+            continue;
+        }
+        let Some(step) = task.policy.as_ref().and_then(|p| {
+            t.index
+                .checked_sub(1)
+                .and_then(|i| p.escalate.get(i as usize))
+        }) else {
+            continue;
+        };
+        let new_targets: Vec<String> = step
+            .notify
+            .iter()
+            .filter(|n| !notify.contains(n))
+            .cloned()
+            .collect();
+        d.deliveries.extend(crate::store::outbox::deliveries_to(
+            task,
+            &new_targets,
+            crate::store::outbox::CREATED,
+        ));
+        notify.extend(new_targets.iter().cloned());
+        for a in &step.add_approvers {
+            if !assign_to.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                assign_to.push(a.clone());
+            }
+        }
+        d.audit.push(NewAudit {
+            actor: None,
+            channel: None,
+            kind: kind::ESCALATED,
+            data: json!({
+                "index": t.index, "notify": step.notify, "add_approvers": step.add_approvers,
+                "late_ms": late_ms,
+            }),
+        });
+    }
+    if fired == 0 {
+        return (d, 0);
+    }
+    d.timers = Some(timers);
+    if notify != task.notify {
+        d.notify = Some(notify);
+    }
+    if assign_to != task.assign_to {
+        d.assign_to = Some(assign_to);
+    }
+    (d, fired)
 }
 
 // ---------------------------------------------------------------------------------------------

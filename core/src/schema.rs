@@ -72,12 +72,32 @@ pub fn task_digest(
     payload_schema: Option<&Value>,
     response_schema: &Value,
 ) -> String {
-    let doc = serde_json::json!({
+    request_digest(title, payload, payload_schema, response_schema, None, None)
+}
+
+/// The digest of a whole request: [`task_digest`] when it has no verification and no policy
+/// (so digests stay stable across versions), else the same document with `verification` and
+/// `policy` added (the ones present). The approvers approve exactly this.
+pub fn request_digest(
+    title: &str,
+    payload: &Value,
+    payload_schema: Option<&Value>,
+    response_schema: &Value,
+    verification: Option<Value>,
+    policy: Option<Value>,
+) -> String {
+    let mut doc = serde_json::json!({
         "title": title,
         "payload": payload,
         "payload_schema": payload_schema,
         "response_schema": response_schema,
     });
+    if let Some(v) = verification {
+        doc["verification"] = v;
+    }
+    if let Some(p) = policy {
+        doc["policy"] = p;
+    }
     sha256_hex(&canonical_json(&doc))
 }
 

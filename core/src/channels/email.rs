@@ -335,7 +335,7 @@ impl Email {
         )
     }
 
-    fn message(&self, task: &Task, to: Mailbox, idem_key: &str) -> Result<Message> {
+    fn message(&self, task: &Task, to: Mailbox, idem_key: &str, event: &str) -> Result<Message> {
         let link = self.link_for(task, to.email.as_ref());
         let approval = crate::dashboard::form::is_approval(&task.response_schema);
         let summary = summary(&task.payload, 2000);
@@ -372,7 +372,11 @@ impl Email {
         Message::builder()
             .from(self.settings.from.clone())
             .to(to)
-            .subject(format!("[inloop] {}", task.title))
+            .subject(if crate::store::outbox::is_reminder(event) {
+                format!("[inloop] Reminder: {}", task.title)
+            } else {
+                format!("[inloop] {}", task.title)
+            })
             .message_id(Some(format!("<{idem_key}@inloop>")))
             .multipart(
                 MultiPart::alternative()
@@ -390,7 +394,7 @@ impl Channel for Email {
             DeliveryError::permanent(format!("{:?} is not an e-mail address: {e}", job.target))
         })?;
         let msg = self
-            .message(job.task, to, job.idem_key)
+            .message(job.task, to, job.idem_key, job.event)
             .map_err(|e| DeliveryError::permanent(e.to_string()))?;
         match self.transport.send(msg).await {
             Ok(resp) => Ok(Some(json!({ "smtp": resp.code().to_string() }))),

@@ -298,7 +298,7 @@ async fn attempt(engine: &Engine, channels: &Channels, c: &Claimed) -> Finish {
             .await
             .map_err(|e| DeliveryError::transient(format!("cannot read the task: {e}")))?;
         let channel = channels.get(&c.channel)?;
-        let shown = if c.event == outbox::ENDED {
+        let shown = if c.event == outbox::ENDED || outbox::is_reminder(&c.event) {
             let rows =
                 engine.store().deliveries(&c.task_id).await.map_err(|e| {
                     DeliveryError::transient(format!("cannot read deliveries: {e}"))
@@ -308,6 +308,8 @@ async fn attempt(engine: &Engine, channels: &Channels, c: &Claimed) -> Finish {
             });
             match created {
                 Some(d) if d.state == "done" => d.result,
+                // A reminder of a task that was never shown there shows it (as new).
+                _ if c.event != outbox::ENDED => None,
                 Some(d) => {
                     return Ok(Err(format!(
                         "the task was never shown on {}:{} (its delivery {})",

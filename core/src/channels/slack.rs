@@ -416,9 +416,26 @@ impl Channel for Slack {
             self.call("chat.update", &body).await?;
             return Ok(None);
         }
+        let reminder = crate::store::outbox::is_reminder(job.event);
+        if let (true, Some(shown)) = (reminder, job.shown) {
+            // A reminder replies in the original message's thread (also shown in the channel),
+            // so there is one set of buttons, the one `chat.update` replaces at the end.
+            let text = format!("Reminder: still waiting for an answer to “{}”", task.title);
+            let body = json!({
+                "channel": shown["channel"], "thread_ts": shown["ts"], "reply_broadcast": true,
+                "text": text,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(&text)}}],
+            });
+            let v = self.call("chat.postMessage", &body).await?;
+            return Ok(Some(json!({ "channel": v["channel"], "ts": v["ts"] })));
+        }
         let body = json!({
             "channel": channel_of(job.target),
-            "text": format!("Approval needed: {}", task.title),
+            "text": if reminder {
+                format!("Reminder: approval needed: {}", task.title)
+            } else {
+                format!("Approval needed: {}", task.title)
+            },
             "blocks": self.blocks(task),
             "metadata": {"event_type": "inloop_task", "event_payload": {"task_id": task.id, "delivery": job.idem_key}},
         });

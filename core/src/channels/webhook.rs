@@ -226,19 +226,34 @@ pub fn verify_now(
     }
 }
 
-/// The event body for a delivery: `{"type": "task.created" | "task.ended", "timestamp",
-/// "data": {"task": ...}}`, the same bytes on every retry.
+/// The event body for a delivery: `{"type": "task.created" | "task.ended" | "task.reminder",
+/// "timestamp", "data": {"task": ...}}` (a reminder adds `"reminder": N`), the same bytes on
+/// every retry.
 pub fn event_body(job: &Job<'_>) -> Vec<u8> {
+    let reminder = job
+        .event
+        .strip_prefix("reminder.")
+        .and_then(|n| n.parse::<u32>().ok());
     let at = if job.event == "ended" {
         job.task.ended_at.unwrap_or(job.task.updated_at)
+    } else if let Some(n) = reminder {
+        job.task
+            .timers
+            .iter()
+            .find(|t| t.kind == crate::policy::REMINDER && t.index == n)
+            .and_then(|t| t.fired_at)
+            .unwrap_or(job.task.created_at)
     } else {
         job.task.created_at
     };
-    let body = json!({
-        "type": format!("task.{}", job.event),
+    let mut body = json!({
+        "type": if reminder.is_some() { "task.reminder".to_string() } else { format!("task.{}", job.event) },
         "timestamp": crate::model::format_ms(at),
         "data": { "task": job.task },
     });
+    if let Some(n) = reminder {
+        body["reminder"] = json!(n);
+    }
     serde_json::to_vec(&body).expect("a task serialises")
 }
 

@@ -676,6 +676,10 @@ mod tests {
             rejections: vec![],
             verifying_until: None,
             verify_token: None,
+            requested_by: None,
+            policy: None,
+            votes: vec![],
+            timers: vec![],
         }
     }
 

@@ -63,6 +63,16 @@ pub struct Decision {
     /// releases.
     pub claim: Option<Option<String>>,
     pub audit: Vec<NewAudit>,
+    /// The votes after this transition (a vote was recorded).
+    pub votes: Option<Vec<crate::policy::Vote>>,
+    /// The timers after this transition (some fired).
+    pub timers: Option<Vec<crate::policy::Timer>>,
+    /// New `assign_to` (an escalation added approvers).
+    pub assign_to: Option<Vec<String>>,
+    /// New `notify` (an escalation added targets).
+    pub notify: Option<Vec<String>>,
+    /// Outbox rows to insert with this transition (reminders, escalation).
+    pub deliveries: Vec<outbox::NewDelivery>,
 }
 
 /// A listing query, already checked by the engine.
@@ -206,6 +216,16 @@ impl Store {
     /// Pending tasks whose deadline is at or before `now`, earliest first.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
         dispatch!(self, s => s.due(now, limit).await)
+    }
+
+    /// Pending tasks with a reminder or escalation due at `now` or before, earliest first.
+    pub async fn timers_due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
+        dispatch!(self, s => s.timers_due(now, limit).await)
+    }
+
+    /// When the next timer or deadline of a pending task is due.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        dispatch!(self, s => s.next_due().await)
     }
 
     /// Tasks that ended at or after `since` (ms).

@@ -23,8 +23,19 @@ pub const ENDED: &str = "ended";
 pub struct NewDelivery {
     pub channel: String,
     pub target: String,
-    pub event: &'static str,
+    pub event: String,
     pub idem_key: String,
+}
+
+/// The event a reminder sends (`reminder.1`, `reminder.2` ...): the channels show the task
+/// again, as when it was created.
+pub fn reminder_event(index: u32) -> String {
+    format!("reminder.{index}")
+}
+
+/// Whether `event` is a reminder's.
+pub fn is_reminder(event: &str) -> bool {
+    event.starts_with("reminder.")
 }
 
 /// The idempotency key of a delivery: stable for `(task, channel, target, event)`.
@@ -35,9 +46,14 @@ pub fn idem_key(task: &Uuid, channel: &str, target: &str, event: &str) -> String
 
 /// The deliveries `event` causes for `task`: every `notify` entry when it is created; on its
 /// end, the entries whose channel updates what it showed ([`crate::channels::updates_on_end`]).
-pub fn deliveries(task: &Task, event: &'static str) -> Vec<NewDelivery> {
+pub fn deliveries(task: &Task, event: &str) -> Vec<NewDelivery> {
+    deliveries_to(task, &task.notify, event)
+}
+
+/// The deliveries `event` causes for `task` on the `notify`-style `targets`.
+pub fn deliveries_to(task: &Task, targets: &[String], event: &str) -> Vec<NewDelivery> {
     let mut out: Vec<NewDelivery> = Vec::new();
-    for entry in &task.notify {
+    for entry in targets {
         let Some((channel, target)) = entry.split_once(':') else {
             continue; // the engine refuses such entries at creation
         };
@@ -47,7 +63,7 @@ pub fn deliveries(task: &Task, event: &'static str) -> Vec<NewDelivery> {
         let d = NewDelivery {
             channel: channel.to_string(),
             target: target.to_string(),
-            event,
+            event: event.to_string(),
             idem_key: idem_key(&task.id, channel, target, event),
         };
         if !out.contains(&d) {

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/postgres/0005_outbox.sql"),
     ),
+    (
+        7,
+        "policies",
+        include_str!("../../migrations/postgres/0007_policies.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

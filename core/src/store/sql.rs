@@ -13,7 +13,7 @@ macro_rules! task_cols {
         "id, namespace, key, title, payload, payload_schema, response_schema, digest, notify, \
          assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
          created_at, updated_at, deadline, ended_at, claimed_by, claimed_at, verification, attempts, \
-         rejections, verify_token, verifying_until"
+         rejections, verify_token, verifying_until, requested_by, policy, votes, timers"
     };
 }
 
@@ -151,6 +151,16 @@ macro_rules! sql_store {
                     .map_err(|e| Error::Internal(format!("stored rejections: {e}")))?,
                 verify_token: r.try_get("verify_token")?,
                 verifying_until: r.try_get("verifying_until")?,
+                requested_by: r.try_get("requested_by")?,
+                policy: r
+                    .try_get::<Option<Json<Value>>, _>("policy")?
+                    .map(|j| serde_json::from_value(j.0))
+                    .transpose()
+                    .map_err(|e| Error::Internal(format!("stored policy: {e}")))?,
+                votes: serde_json::from_value(r.try_get::<Json<Value>, _>("votes")?.0)
+                    .map_err(|e| Error::Internal(format!("stored votes: {e}")))?,
+                timers: serde_json::from_value(r.try_get::<Json<Value>, _>("timers")?.0)
+                    .map_err(|e| Error::Internal(format!("stored timers: {e}")))?,
             })
         }
 
@@ -224,7 +234,7 @@ macro_rules! sql_store {
                 .bind(task_id.to_string())
                 .bind(&d.channel)
                 .bind(&d.target)
-                .bind(d.event)
+                .bind(&d.event)
                 .bind(&d.idem_key)
                 .bind(now)
                 .execute(&mut *conn)
@@ -321,9 +331,9 @@ macro_rules! sql_store {
                 );
                 let mut tx = self.writer.begin_with($begin).await?;
                 let inserted = sqlx::query(concat!(
-                    "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head) VALUES ",
+                    "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head, next_timer_at) VALUES ",
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, ",
-                    "$23, $24, $25, $26, $27, $28, $29) ",
+                    "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -353,8 +363,13 @@ macro_rules! sql_store {
                 .bind(Json(serde_json::to_value(&t.rejections).unwrap_or(Value::Null)))
                 .bind(&t.verify_token)
                 .bind(t.verifying_until)
+                .bind(&t.requested_by)
+                .bind(t.policy.as_ref().map(|p| Json(serde_json::to_value(p).unwrap_or(Value::Null))))
+                .bind(Json(serde_json::to_value(&t.votes).unwrap_or(Value::Null)))
+                .bind(Json(serde_json::to_value(&t.timers).unwrap_or(Value::Null)))
                 .bind(head.0)
                 .bind(&head.1)
+                .bind(crate::policy::next_timer(&t.timers))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -488,7 +503,23 @@ macro_rules! sql_store {
                 };
                 let changed = decision.update.is_some()
                     || decision.claim.is_some()
-                    || decision.verify.is_some();
+                    || decision.verify.is_some()
+                    || decision.votes.is_some()
+                    || decision.timers.is_some()
+                    || decision.assign_to.is_some()
+                    || decision.notify.is_some();
+                if let Some(v) = decision.votes {
+                    after.votes = v;
+                }
+                if let Some(t) = decision.timers {
+                    after.timers = t;
+                }
+                if let Some(a) = decision.assign_to {
+                    after.assign_to = a;
+                }
+                if let Some(n) = decision.notify {
+                    after.notify = n;
+                }
                 if let Some(v) = decision.verify {
                     after.attempts = v.attempts;
                     after.rejections = v.rejections;
@@ -515,7 +546,8 @@ macro_rules! sql_store {
                          answered_via = $5, cancelled_by = $6, cancel_reason = $7, ended_at = $8, \
                          updated_at = $9, audit_seq = $10, audit_head = $11, claimed_by = $12, \
                          claimed_at = $13, attempts = $14, rejections = $15, verify_token = $16, \
-                         verifying_until = $17 WHERE id = $1",
+                         verifying_until = $17, votes = $18, timers = $19, assign_to = $20, \
+                         notify = $21, next_timer_at = $22 WHERE id = $1",
                     )
                     .bind(id.to_string())
                     .bind(after.status.as_str())
@@ -534,6 +566,11 @@ macro_rules! sql_store {
                     .bind(Json(serde_json::to_value(&after.rejections).unwrap_or(Value::Null)))
                     .bind(&after.verify_token)
                     .bind(after.verifying_until)
+                    .bind(Json(serde_json::to_value(&after.votes).unwrap_or(Value::Null)))
+                    .bind(Json(serde_json::to_value(&after.timers).unwrap_or(Value::Null)))
+                    .bind(Json(&after.assign_to))
+                    .bind(Json(&after.notify))
+                    .bind(if after.status.is_final() { None } else { crate::policy::next_timer(&after.timers) })
                     .execute(&mut *tx)
                     .await?;
                 } else if head.0 != before_seq {
@@ -565,6 +602,9 @@ macro_rules! sql_store {
                         return Err(Error::Forbidden("this e-mail link was already used".into()));
                     }
                 }
+                if !decision.deliveries.is_empty() {
+                    insert_deliveries(&mut tx, id, now, decision.deliveries).await?;
+                }
                 if after.status.is_final() && !before.status.is_final() {
                     // Every channel that showed the task is told it ended, with the end.
                     let deliveries = crate::store::outbox::deliveries(&after, crate::store::outbox::ENDED);
@@ -584,6 +624,36 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(|r| parse_id(&r.try_get::<String, _>("id")?)).collect()
+            }
+
+            /// Pending tasks with a timer due at `now` or before, earliest first.
+            pub async fn timers_due(&self, now: i64, limit: i64) -> Result<Vec<Uuid>> {
+                let rows = sqlx::query(
+                    "SELECT id FROM inloop_tasks WHERE next_timer_at IS NOT NULL \
+                     AND next_timer_at <= $1 AND status = 'pending' ORDER BY next_timer_at LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| parse_id(&r.try_get::<String, _>("id")?)).collect()
+            }
+
+            /// When the next timer or deadline of a pending task is due (`None`: none is).
+            pub async fn next_due(&self) -> Result<Option<i64>> {
+                let row = sqlx::query(
+                    "SELECT (SELECT min(next_timer_at) FROM inloop_tasks WHERE next_timer_at IS NOT NULL \
+                     AND status = 'pending') AS t, (SELECT min(deadline) FROM inloop_tasks \
+                     WHERE status = 'pending' AND deadline IS NOT NULL) AS d",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let t: Option<i64> = row.try_get("t")?;
+                let d: Option<i64> = row.try_get("d")?;
+                Ok(match (t, d) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
             }
 
             /// How many tasks are in each status (statuses with no task are absent).

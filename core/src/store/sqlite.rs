@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0005_outbox.sql"),
     ),
+    (
+        7,
+        "policies",
+        include_str!("../../migrations/sqlite/0007_policies.sql"),
+    ),
 ];
 
 /// The SQLite store.
