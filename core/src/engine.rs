@@ -548,7 +548,12 @@ impl Engine {
                             err,
                             now,
                         )),
-                        (None, None) if has_approvers => plain(rules::vote(t, &answer, now)),
+                        (None, None) if has_approvers => plain(rules::vote(
+                            t,
+                            &answer,
+                            voter_ref.and_then(|v| v.email.as_deref()),
+                            now,
+                        )),
                         (None, None) => plain(rules::answer(t, &answer, now)),
                         (None, Some(v)) => {
                             let judged = verify::run_rules(v, &t.payload, &answer.response);

@@ -107,6 +107,9 @@ pub enum OnTimeout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Vote {
     pub by: String,
+    /// The voter's e-mail address, when known (lists may name people by address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// Through which channel the vote came (`dashboard`, `slack`, `email`, `api` ...).
     pub channel: String,
     #[serde(with = "crate::model::rfc3339")]
@@ -322,6 +325,42 @@ pub fn rejected(approvers: &Approvers, rejections: u32) -> bool {
         RejectOn::Any => rejections >= 1,
         RejectOn::Majority => rejections * 2 > approvers.required,
     }
+}
+
+/// Who is still asked on a task with approvers: the approvers list as it stands, minus those
+/// who voted (entries naming a voter by name, e-mail or — for one-person entries — handle).
+pub fn still_asked(task: &Task) -> Vec<String> {
+    approvers_now(task)
+        .into_iter()
+        .filter(|a| {
+            !task.votes.iter().any(|v| {
+                v.by.eq_ignore_ascii_case(a)
+                    || v.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(a))
+            })
+        })
+        .collect()
+}
+
+/// One line on where a quorum task stands: "Your vote is recorded: 1 of 2 approvals. Still
+/// asked: bob, role:finance."
+pub fn vote_summary(task: &Task) -> String {
+    let (yes, no) = tally(&task.votes);
+    let required = task.policy.as_ref().map_or(1, Policy::required);
+    let mut s = format!("Your vote is recorded: {yes} of {required} approvals");
+    if no > 0 {
+        s.push_str(&format!(
+            ", {no} rejection{}",
+            if no == 1 { "" } else { "s" }
+        ));
+    }
+    s.push('.');
+    let asked = still_asked(task);
+    if !asked.is_empty() {
+        s.push_str(&format!(" Still asked: {}.", asked.join(", ")));
+    }
+    s
 }
 
 #[cfg(test)]

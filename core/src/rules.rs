@@ -400,7 +400,7 @@ pub fn release(task: &Task, by: &str, channel: &str, now: i64) -> (Decision, Res
 /// approvals are in, or ends as rejected when the rejections reach the policy's `reject_on`;
 /// the final answer is the vote that decided. The same vote again changes nothing; a
 /// different vote from someone who already voted is refused (a vote cannot be changed).
-pub fn vote(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
+pub fn vote(task: &Task, a: &Answer, email: Option<&str>, now: i64) -> (Decision, Result<()>) {
     let Some(approvers) = task.policy.as_ref().and_then(|p| p.approvers.as_ref()) else {
         return answer(task, a, now);
     };
@@ -436,6 +436,7 @@ pub fn vote(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
     let mut votes = task.votes.clone();
     votes.push(Vote {
         by: a.by.clone(),
+        email: email.map(str::to_string),
         channel: a.channel.clone(),
         at: now,
         approve,

@@ -502,6 +502,134 @@ async fn reviewers_see_only_their_tasks(db: Db) {
     d.shutdown().await;
 }
 
+/// A 2-of-3 task in the dashboard: the first approver's vote is recorded (the task stays
+/// pending, the page says so and lists the vote, who is still asked and the schedule); an
+/// admin outside the list may not vote; the second approval completes it; a late vote is
+/// told who answered and when.
+async fn quorum_votes_in_the_dashboard(db: Db) {
+    let d = start(&db, None).await;
+    for (name, role) in [
+        ("alice", Role::Reviewer),
+        ("bob", Role::Reviewer),
+        ("carol", Role::Reviewer),
+        ("root", Role::Admin),
+    ] {
+        users::add_user(
+            &d.engine,
+            name,
+            Some(&format!("{name}@acme.test")),
+            role,
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    }
+    let policy: inloop_core::policy::Policy = serde_json::from_value(json!({
+        "approvers": {"any_of": ["alice@acme.test", "bob", "carol"], "required": 2},
+        "reminders_ms": [3_600_000],
+        "escalate": [{"after_ms": 7_200_000, "notify": ["email:cfo@acme.test"]}],
+        "on_timeout": "raise"
+    }))
+    .unwrap();
+    let id = d
+        .engine
+        .create(NewTask {
+            key: Some("wire-1".into()),
+            title: "Wire 25,000 EUR to ACME?".into(),
+            payload: json!({"amount": 25000}),
+            response_schema: json!({"type": "object", "required": ["approved"],
+                "properties": {"approved": {"type": "boolean"}, "comment": {"type": "string"}}}),
+            timeout_ms: Some(8 * 3_600_000),
+            policy: Some(policy),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task
+        .id;
+    let path = format!("/tasks/{id}");
+    let (alice, csrf_a) = d.sign_in("alice", PASSWORD).await;
+    let queue = d.get("/tasks", Some(&alice)).await;
+    assert!(queue.body.contains("0/2"), "the queue shows the tally");
+    let page = d.get(&path, Some(&alice)).await;
+    assert!(page.body.contains("0 of 2"), "{}", page.body);
+    assert!(
+        page.body.contains("Reminder 1"),
+        "the schedule lists the timers"
+    );
+    assert!(page.body.contains("Escalation 1"));
+    assert!(page.body.contains("then the task times out"));
+    let p = d
+        .post(
+            &format!("{path}/answer"),
+            &alice,
+            &[("csrf", &csrf_a), ("/approved", "true")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(p.location().ends_with("?done=voted"), "{}", p.location());
+    let page = d.get(&format!("{path}?done=voted"), Some(&alice)).await;
+    assert!(page.body.contains("Your vote is recorded"), "{}", page.body);
+    assert!(page.body.contains("1 of 2"));
+    assert!(page.body.contains("You voted to"));
+    assert!(page.body.contains("Still asked"));
+    assert!(
+        !page.body.contains("answer-approve"),
+        "no second vote offered"
+    );
+    assert_eq!(d.engine.get(id).await.unwrap().status, Status::Pending);
+
+    // An admin outside the list sees the task but may not vote.
+    let (root, csrf_r) = d.sign_in("root", PASSWORD).await;
+    let page = d.get(&path, Some(&root)).await;
+    assert!(
+        page.body.contains("not one of its approvers"),
+        "{}",
+        page.body
+    );
+    let p = d
+        .post(
+            &format!("{path}/answer"),
+            &root,
+            &[("csrf", &csrf_r), ("/approved", "true")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.body.contains("not one of the approvers"), "{}", p.body);
+
+    let (bob, csrf_b) = d.sign_in("bob", PASSWORD).await;
+    let p = d
+        .post(
+            &format!("{path}/answer"),
+            &bob,
+            &[("csrf", &csrf_b), ("/approved", "true")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(p.location().ends_with("?done=answered"));
+    let t = d.engine.get(id).await.unwrap();
+    assert_eq!(t.status, Status::Completed);
+    assert_eq!(t.votes.len(), 2);
+
+    // Late: carol is told who answered and when, and the refusal is audited.
+    let (carol, csrf_c) = d.sign_in("carol", PASSWORD).await;
+    let p = d
+        .post(
+            &format!("{path}/answer"),
+            &carol,
+            &[("csrf", &csrf_c), ("/approved", "false")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
+    assert!(p.body.contains("answered by bob at"), "{}", p.body);
+    let last = d.engine.audit(id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_deref()),
+        ("answer_refused", Some("carol"))
+    );
+    d.shutdown().await;
+}
+
 /// The generated form: a value that does not convert and one the schema refuses both come
 /// back with field errors and the task stays pending; a valid one completes it.
 async fn form_errors_keep_the_task_pending(db: Db) {
@@ -768,6 +896,7 @@ async fn event_stream_announces_changes(db: Db) {
 }
 
 conformance!(
+    quorum_votes_in_the_dashboard,
     setup_link_creates_the_admin_once,
     sign_in_is_throttled_and_sign_out_ends_the_session,
     posts_need_csrf_and_a_live_session,

@@ -352,13 +352,37 @@ async fn bad_links_are_refused(db: Db) {
     );
 
     // Once the task ends elsewhere, the link says so instead of offering a form.
+    let (_, form_page) = server.get(&link).await;
+    let at = form_page
+        .find("name=\"csrf\"")
+        .expect("the form's CSRF field");
+    let tag = &form_page[at..at + form_page[at..].find('>').unwrap()];
+    let csrf = tag
+        .split("value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     engine
         .cancel(task.id, "ops", "api", Some("resolved by phone"))
         .await
         .unwrap();
     let (status, html) = server.get(&link).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(html.contains("cancelled by ops"), "{html}");
+    assert!(html.contains("cancelled by ops at"), "{html}");
+    // A late answer through the link is refused with the same words, and audited.
+    let (status, html) = server
+        .post(&link, &[("csrf", &csrf), ("/approved", "true")])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{html}");
+    assert!(html.contains("was cancelled by ops at"), "{html}");
+    let last = engine.audit(task.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.data["reason"].as_str()),
+        ("answer_refused", Some("ended"))
+    );
 }
 
 /// The task's verification rejects the answer sent from the mail's page: the reason is on the

@@ -74,6 +74,7 @@ async fn api(
         "users.info" => {
             let email = match body["user"].as_str() {
                 Some("UANN") => "Ann@Acme.test",
+                Some("UEVE") => "eve@elsewhere.test",
                 _ => "eve@elsewhere.test",
             };
             json!({"ok": true, "user": {"id": body["user"], "profile": {"email": email}}})
@@ -626,7 +627,139 @@ async fn slack_click_rejected_by_verification_tells_the_user(db: Db) {
     assert_eq!(engine.get(task.id).await.unwrap().status, Status::Pending);
 }
 
+/// 2 of 3 across Slack and the dashboard: ann's click in Slack is recorded as her vote (she is
+/// told it counted and who is still asked), bob's approval in the dashboard completes the task,
+/// the Slack message is replaced, and ann's late click is refused with who answered and when.
+/// A Slack user outside the approvers is refused and told why.
+async fn slack_quorum_with_the_dashboard(db: Db) {
+    let engine = db.open().await;
+    for (name, email) in [
+        ("ann", "ann@acme.test"),
+        ("bob", "bob@acme.test"),
+        ("eve", "eve@elsewhere.test"),
+    ] {
+        add_user(
+            &engine,
+            name,
+            Some(email),
+            Role::Reviewer,
+            "correct horse battery",
+        )
+        .await
+        .unwrap();
+    }
+    let env = start(&engine).await;
+    let policy: inloop_core::policy::Policy = serde_json::from_value(json!({
+        "approvers": {"any_of": ["ann@acme.test", "bob", "role:finance"], "required": 2}
+    }))
+    .unwrap();
+    let agent = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .ask(NewTask {
+                    policy: Some(policy),
+                    ..approval("slack-quorum")
+                })
+                .await
+        })
+    };
+    let fake = Arc::clone(&env.fake);
+    eventually("the message", Duration::from_secs(20), || {
+        fake.calls("chat.postMessage").len() >= 2
+    })
+    .await;
+    let task = engine.get_by_key("default", "slack-quorum").await.unwrap();
+    let id = task.id.to_string();
+
+    // eve (a Slack user mapped to an inloop user who is no approver) is refused, and told.
+    let (status, _, _) = env.signed(&click_body(&id, "UEVE", "inloop.approve")).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("eve's ephemeral reply", Duration::from_secs(20), || {
+        !fake.calls("chat.postEphemeral").is_empty()
+    })
+    .await;
+    let text = env.fake.calls("chat.postEphemeral")[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("not accepted"), "{text}");
+
+    let (status, _, _) = env.signed(&click_body(&id, "UANN", "inloop.approve")).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("ann's vote", Duration::from_secs(20), || {
+        fake.calls("chat.postEphemeral").len() >= 2
+    })
+    .await;
+    let reply = &env.fake.calls("chat.postEphemeral")[1];
+    assert_eq!(reply["user"], "UANN");
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.contains("1 of 2 approvals"), "{text}");
+    assert!(text.contains("Still asked: bob, role:finance"), "{text}");
+    let t = engine.get(task.id).await.unwrap();
+    assert_eq!(t.status, Status::Pending);
+    assert_eq!(
+        (t.votes[0].by.as_str(), t.votes[0].channel.as_str()),
+        ("ann", "slack")
+    );
+
+    // bob approves in the dashboard: the task completes, the agent resumes.
+    let (session, csrf) =
+        common::dashboard_sign_in(&env.base, "bob", "correct horse battery").await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/tasks/{id}/answer", env.base))
+        .header("cookie", format!("inloop_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(common::form_body(&[
+            ("csrf", csrf.as_str()),
+            ("/approved", "true"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let done = agent.await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(done.answered_by.as_deref(), Some("bob"));
+    let channels: Vec<_> = done
+        .votes
+        .iter()
+        .map(|v| (v.by.as_str(), v.channel.as_str()))
+        .collect();
+    assert_eq!(channels, [("ann", "slack"), ("bob", "dashboard")]);
+    eventually("the message update", Duration::from_secs(20), || {
+        !fake.calls("chat.update").is_empty()
+    })
+    .await;
+    let update = env.fake.calls("chat.update")[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        update.contains("Approved in the dashboard by bob"),
+        "{update}"
+    );
+
+    // ann clicks again: late, refused, told who answered and when.
+    let (status, _, _) = env.signed(&click_body(&id, "UANN", "inloop.reject")).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the late reply", Duration::from_secs(20), || {
+        fake.calls("chat.postEphemeral").len() >= 3
+    })
+    .await;
+    let text = env.fake.calls("chat.postEphemeral")[2]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("already answered by bob at"), "{text}");
+    assert_eq!(engine.get(task.id).await.unwrap().votes.len(), 2);
+}
+
 conformance!(
+    slack_quorum_with_the_dashboard,
     slack_click_rejected_by_verification_tells_the_user,
     slack_click_answers_and_updates,
     slack_message_follows_other_ends,

@@ -13,6 +13,7 @@ use super::form;
 use super::payload;
 use super::view::{Flash, LoginView, QueueView, SetupView, TaskView, Viewer};
 use crate::model::{AuditEvent, Status, Task, format_ms};
+use crate::policy::{self, OnTimeout, RejectOn};
 use crate::users::Role;
 
 const ALL_STATUSES: [Status; 5] = [
@@ -229,7 +230,14 @@ fn queue_row(t: &Task) -> Markup {
                 a href=(format!("/tasks/{}", t.id)) { (t.title) }
                 div.sub { span.ns { (t.namespace) } " · " code { (t.key) } }
             }
-            td data-label="Status" { (badge(t.status)) }
+            td data-label="Status" {
+                (badge(t.status))
+                @if let (Status::Pending, Some(a)) = (t.status, t.policy.as_ref().and_then(|p| p.approvers.as_ref())) {
+                    @if a.required > 1 {
+                        " " span.votes-count title="Approvals so far" { (policy::tally(&t.votes).0) "/" (a.required) }
+                    }
+                }
+            }
             td data-label="Assigned to" { (names(&t.assign_to)) }
             td data-label="Claimed by" {
                 @match &t.claimed_by { Some(c) => (c), None => span.muted { "—" } }
@@ -262,6 +270,7 @@ pub fn task(v: &TaskView) -> Markup {
             (claim_buttons(v))
             (meta(v))
         }
+        @if t.policy.is_some() { (policy_card(v)) }
         section.card {
             h2 { "Request" }
             (payload::render(&t.payload))
@@ -347,6 +356,93 @@ fn meta(v: &TaskView) -> Markup {
     }
 }
 
+/// Votes so far and who is still asked; the timers ahead and behind; what the deadline does.
+fn policy_card(v: &TaskView) -> Markup {
+    let t = v.task;
+    let Some(p) = &t.policy else {
+        return html! {};
+    };
+    let (yes, no) = policy::tally(&t.votes);
+    let mine = t.votes.iter().find(|x| x.by == v.viewer.name);
+    let asked = policy::still_asked(t);
+    html! {
+        section.card #task-policy data-live aria-label="Approvals and timers" {
+            @if let Some(a) = &p.approvers {
+                h2 { "Approvals" }
+                p.tally {
+                    strong { (yes) " of " (a.required) } " approval" @if a.required != 1 { "s" }
+                    @if no > 0 { " · " strong { (no) } " rejection" @if no != 1 { "s" } }
+                    span.muted {
+                        " · "
+                        @match a.reject_on {
+                            RejectOn::Any => "one rejection ends it",
+                            RejectOn::Majority => "rejections end it once they are more than half of the approvals needed",
+                        }
+                        @if a.exclude_requester { " · the requester may not approve" }
+                    }
+                }
+                @if let Some(m) = mine {
+                    p.mine { "You voted to " strong { @if m.approve { "approve" } @else { "reject" } } " at " (time(m.at)) "." }
+                }
+                @if !t.votes.is_empty() {
+                    table.votes {
+                        thead { tr { th { "Who" } th { "Vote" } th { "Via" } th { "When" } } }
+                        tbody {
+                            @for x in &t.votes {
+                                tr {
+                                    td data-label="Who" { (x.by) }
+                                    td data-label="Vote" {
+                                        @if x.approve { span.vote.yes { "Approve" } } @else { span.vote.no { "Reject" } }
+                                        @if let Some(c) = x.response.get("comment").and_then(Value::as_str) { " " q { (c) } }
+                                    }
+                                    td data-label="Via" { (x.channel) }
+                                    td data-label="When" { (time(x.at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if t.status == Status::Pending && !asked.is_empty() {
+                    p { "Still asked: " (names(&asked)) }
+                }
+            }
+            @if !t.timers.is_empty() || t.deadline.is_some() {
+                h2 { "Schedule" }
+                ol.schedule {
+                    @for x in &t.timers {
+                        li class={ @if x.fired_at.is_some() { "done" } @else { "ahead" } } {
+                            strong {
+                                @if x.kind == policy::REMINDER { "Reminder " (x.index) } @else { "Escalation " (x.index) }
+                            }
+                            @if x.kind == policy::ESCALATION {
+                                @if let Some(e) = x.index.checked_sub(1).and_then(|i| p.escalate.get(i as usize)) {
+                                    @if !e.notify.is_empty() { " · notifies " (names(&e.notify)) }
+                                    @if !e.add_approvers.is_empty() { " · adds approvers " (names(&e.add_approvers)) }
+                                }
+                            }
+                            " · "
+                            @match x.fired_at {
+                                Some(at) => { "fired " (time(at)) }
+                                None if t.status.is_final() => span.muted { "not needed" },
+                                None => { "due " (time(x.due_at)) }
+                            }
+                        }
+                    }
+                    @if let Some(d) = t.deadline {
+                        li class={ @if t.status == Status::TimedOut { "done" } @else { "ahead" } } {
+                            strong { "Deadline" } " · " (time(d)) " · "
+                            @match &p.on_timeout {
+                                OnTimeout::Raise => "then the task times out (the agent is told, never a made-up answer)",
+                                OnTimeout::Default(_) => "then the policy's default answer is returned, marked as a default",
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn outcome(t: &Task) -> Markup {
     let ended = t.ended_at.unwrap_or(t.updated_at);
     html! {
@@ -360,6 +456,10 @@ fn outcome(t: &Task) -> Markup {
                         @if let Some(c) = &t.answered_via { " via " (c) }
                         " at " (time(ended)) "."
                     }
+                    @if let Some(r) = &t.response { (payload::render(r)) }
+                }
+                Status::TimedOut if t.defaulted() => {
+                    p { "Timed out at " (time(ended)) ": the policy's " strong { "default answer" } " was returned to the agent." }
                     @if let Some(r) = &t.response { (payload::render(r)) }
                 }
                 Status::TimedOut => p { "Timed out at " (time(ended)) " without an answer." },
@@ -399,6 +499,12 @@ fn respond(v: &TaskView) -> Markup {
                     @match &t.claimed_by {
                         Some(c) if *c != v.viewer.name => {
                             "Claimed by " strong { (c) } ": only they or an admin can answer it now."
+                        }
+                        _ if t.votes.iter().any(|x| x.by == v.viewer.name) => {
+                            "You have voted; the task waits for the other approvers."
+                        }
+                        _ if t.policy.as_ref().is_some_and(|p| p.approvers.is_some()) => {
+                            "You cannot answer this task: you are not one of its approvers."
                         }
                         _ => "You cannot answer this task here: it is not assigned to you.",
                     }
@@ -480,6 +586,19 @@ fn kind_words(e: &AuditEvent) -> String {
             None => "Delivery failed".into(),
         },
         "link_refused" => "E-mail link refused".into(),
+        "vote_recorded" => match e.data.get("approve").and_then(Value::as_bool) {
+            Some(true) => "Voted to approve".into(),
+            Some(false) => "Voted to reject".into(),
+            None => "Vote recorded".into(),
+        },
+        "reminder_sent" => format!(
+            "Reminder {} sent",
+            e.data.get("index").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        "escalated" => format!(
+            "Escalation {}",
+            e.data.get("index").and_then(Value::as_u64).unwrap_or(0)
+        ),
         other => other.to_string(),
     }
 }
@@ -521,6 +640,24 @@ fn event_details(e: &AuditEvent) -> Markup {
                     p.ev-detail { (r) }
                 }
             }
+            "vote_recorded" => {
+                p.ev-detail {
+                    (e.data.get("approvals").and_then(Value::as_u64).unwrap_or(0)) " of "
+                    (e.data.get("required").and_then(Value::as_u64).unwrap_or(0)) " approvals"
+                }
+            }
+            "escalated" => {
+                @let list = |k: &str| -> Vec<String> {
+                    e.data.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+                };
+                @let notify = list("notify");
+                @let add = list("add_approvers");
+                p.ev-detail {
+                    @if !notify.is_empty() { "Notified " (names(&notify)) ". " }
+                    @if !add.is_empty() { "Added approvers " (names(&add)) "." }
+                }
+            }
+            "reminder_sent" => {}
             "created" | "answer_accepted" | "timed_out" | "claimed" | "released"
             | "verification_started" | "verification_passed" | "verification_exhausted"
             | "delivered" => {}

@@ -640,6 +640,7 @@ fn flash_for(done: Option<&str>) -> Option<Flash> {
     Some(Flash::Ok(
         match done? {
             "answered" => "Answer accepted.",
+            "voted" => "Your vote is recorded; the task waits for the other approvers.",
             "claimed" => "You claimed this task: others cannot answer it until you release it.",
             "released" => "Claim released.",
             "cancelled" => "Task cancelled.",
@@ -763,6 +764,9 @@ pub(super) async fn answer(
         .await;
     state.metrics.answer(result.is_ok());
     match result {
+        Ok(t) if t.status == crate::model::Status::Pending => {
+            see_other(&format!("/tasks/{id}?done=voted"), &[])
+        }
         Ok(_) => see_other(&format!("/tasks/{id}?done=answered"), &[]),
         Err(Error::InvalidAnswer { errors }) => {
             render_task(

@@ -38,7 +38,7 @@ pub(super) async fn page(
     Path(token): Path<String>,
     Query(q): Query<Choice>,
 ) -> Response {
-    let (link, task, user) = match admit(&state, &token).await {
+    let (link, task, user) = match admit(&state, &token, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -80,7 +80,7 @@ pub(super) async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (link, task, user) = match admit(&state, &token).await {
+    let (link, task, user) = match admit(&state, &token, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -113,6 +113,8 @@ pub(super) async fn submit(
         .collect();
     let response = match form::parse(&task.response_schema, &fields) {
         Ok(v) => v,
+        // Ended meanwhile: the core refuses (and audits) whatever was sent.
+        Err(_) if task.status.is_final() => serde_json::Value::Null,
         Err(errors) => return refill(email, &token, &link, &task, &errors, &fields),
     };
     let used = LinkUse {
@@ -170,7 +172,11 @@ pub(super) async fn submit(
 
 /// Opens the token and checks it against the task; every refusal is a page (and, where the
 /// token is ours, an audit row).
-async fn admit(state: &AppState, token: &str) -> Result<(Link, Task, Option<User>), Response> {
+async fn admit(
+    state: &AppState,
+    token: &str,
+    post: bool,
+) -> Result<(Link, Task, Option<User>), Response> {
     let Some(email) = state.channels.as_ref().and_then(|c| c.email()) else {
         return Err(page_response(
             StatusCode::NOT_FOUND,
@@ -234,7 +240,9 @@ async fn admit(state: &AppState, token: &str) -> Result<(Link, Task, Option<User
         Ok(false) => {}
         Err(e) => return Err(failure(&e)),
     }
-    if task.status.is_final() {
+    // A GET of an ended task's link shows the end; a POST goes on to the core, which refuses
+    // the late answer with the same words and audits it.
+    if task.status.is_final() && !post {
         return Err(ended_page(&task));
     }
     let user = match state.engine.store().user_by_email(&link.recipient).await {
@@ -356,21 +364,12 @@ fn render_form(
 }
 
 fn ended_page(task: &Task) -> Response {
-    let text = match task.status {
-        Status::Completed => format!(
-            "This task was already answered by {}{}.",
-            task.answered_by.as_deref().unwrap_or("someone"),
-            task.answered_via
-                .as_deref()
-                .map(|v| format!(" (via {v})"))
-                .unwrap_or_default()
-        ),
-        Status::TimedOut => "This task timed out before an answer came.".into(),
-        Status::Cancelled => format!(
-            "This task was cancelled by {}.",
-            task.cancelled_by.as_deref().unwrap_or("someone")
-        ),
-        _ => "This task has ended.".into(),
+    // The same words as every other channel ("timed out at ...", "answered by ... at ...").
+    let m = crate::rules::ended_error(task).to_string();
+    let mut c = m.chars();
+    let text = match c.next() {
+        Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str()),
+        None => m,
     };
     page_response(StatusCode::CONFLICT, "Nothing left to answer", &text)
 }

@@ -261,6 +261,9 @@ async fn click(
     let slack = channels.slack().expect("checked by the handler");
     let Some(user) = resolve_user(engine, slack, slack_user).await else {
         refuse(engine, task, slack_user, "unknown_slack_user").await;
+        let text = "Your answer was not accepted: your Slack account is not an inloop user \
+                    (ask an admin to map it, or to add a user with your Slack e-mail address)";
+        tell(slack, channel, slack_user, text).await;
         return;
     };
     let t = match engine.get(task).await {
@@ -282,24 +285,42 @@ async fn click(
     let who = Principal::User(user.identity());
     // Refusals (not allowed, already answered, rejected by verification) are audited by the
     // core; the person who clicked is told why, in a message only they see.
-    if let Err(e) = engine.answer_as(task, answer, &who).await {
-        tracing::info!(error = %e, slack_user, "inloop: Slack answer refused");
-        let text = match &e {
-            Error::VerificationRejected { reason, .. } => {
-                format!("Your answer was not accepted: {reason}")
-            }
-            other => format!("Your answer was not accepted: {other}"),
-        };
-        if let Some(channel) = channel
-            && let Err(e) = slack
-                .call(
-                    "chat.postEphemeral",
-                    &json!({ "channel": channel, "user": slack_user, "text": text }),
-                )
-                .await
-        {
-            tracing::warn!(error = %e.message, "inloop: cannot tell a Slack user why");
+    match engine.answer_as(task, answer, &who).await {
+        Err(e) => {
+            tracing::info!(error = %e, slack_user, "inloop: Slack answer refused");
+            let text = match &e {
+                Error::VerificationRejected { reason, .. } => {
+                    format!("Your answer was not accepted: {reason}")
+                }
+                other => format!("Your answer was not accepted: {other}"),
+            };
+            tell(slack, channel, slack_user, &text).await;
         }
+        // A vote on a task that needs more: say it counted, and what is still missing.
+        Ok(after) if after.status == crate::model::Status::Pending && !after.votes.is_empty() => {
+            tell(
+                slack,
+                channel,
+                slack_user,
+                &crate::policy::vote_summary(&after),
+            )
+            .await;
+        }
+        Ok(_) => {}
+    }
+}
+
+/// A message only `slack_user` sees, in the channel of their click.
+async fn tell(slack: &slack::Slack, channel: Option<&str>, slack_user: &str, text: &str) {
+    let Some(channel) = channel else { return };
+    if let Err(e) = slack
+        .call(
+            "chat.postEphemeral",
+            &json!({ "channel": channel, "user": slack_user, "text": text }),
+        )
+        .await
+    {
+        tracing::warn!(error = %e.message, "inloop: cannot tell a Slack user why");
     }
 }
 

@@ -281,3 +281,65 @@ mod tests {
         );
     }
 }
+
+/// Signs `user` in to the dashboard at `base` through the sign-in form (for suites other than
+/// the dashboard's own); returns the session cookie and the pages' CSRF token.
+pub async fn dashboard_sign_in(base: &str, user: &str, password: &str) -> (String, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = |r: &reqwest::Response, name: &str| -> Option<String> {
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| {
+                let (k, rest) = c.split_once('=')?;
+                (k == name).then(|| rest.split(';').next().unwrap_or("").to_string())
+            })
+    };
+    let login = http.get(format!("{base}/login")).send().await.unwrap();
+    let csrf = cookie(&login, "inloop_csrf").expect("a pre-session CSRF cookie");
+    let r = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("inloop_csrf={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("csrf", csrf.as_str()),
+            ("username", user),
+            ("password", password),
+            ("next", "/tasks"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "sign-in of {user}"
+    );
+    let session = cookie(&r, "inloop_session").expect("a session cookie");
+    let page = http
+        .get(format!("{base}/tasks"))
+        .header("cookie", format!("inloop_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = page
+        .find("name=\"csrf\"")
+        .expect("a CSRF field on the queue");
+    let tag = &page[page[..at].rfind('<').unwrap()..at + page[at..].find('>').unwrap()];
+    let v = tag.split("value=\"").nth(1).unwrap();
+    (session, v[..v.find('"').unwrap()].to_string())
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter())
+        .finish()
+}
