@@ -19,7 +19,7 @@ use crate::channels::email::{Email, Link, LinkError, summary};
 use crate::dashboard::form;
 use crate::dashboard::view::FormState;
 use crate::error::{Error, FieldError};
-use crate::model::{Answer, Status, Task, now_ms};
+use crate::model::{Answer, Task, now_ms};
 use crate::store::outbox::LinkUse;
 use crate::store::{Decision, NewAudit};
 use crate::users::User;
