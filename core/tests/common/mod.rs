@@ -263,25 +263,6 @@ impl Served {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_the_database_in_a_url() {
-        assert_eq!(
-            super::with_database("postgres://postgres@127.0.0.1:5/inloop_test", "t_1"),
-            "postgres://postgres@127.0.0.1:5/t_1"
-        );
-        assert_eq!(
-            super::with_database("postgres://u:p@h:5/db?sslmode=disable", "t_1"),
-            "postgres://u:p@h:5/t_1?sslmode=disable"
-        );
-        assert_eq!(
-            super::with_database("postgres://h", "t_1"),
-            "postgres://h/t_1"
-        );
-    }
-}
-
 /// Signs `user` in to the dashboard at `base` through the sign-in form (for suites other than
 /// the dashboard's own); returns the session cookie and the pages' CSRF token.
 pub async fn dashboard_sign_in(base: &str, user: &str, password: &str) -> (String, String) {
@@ -342,4 +323,23 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs.iter())
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_in_a_url() {
+        assert_eq!(
+            super::with_database("postgres://postgres@127.0.0.1:5/inloop_test", "t_1"),
+            "postgres://postgres@127.0.0.1:5/t_1"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5/db?sslmode=disable", "t_1"),
+            "postgres://u:p@h:5/t_1?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://h", "t_1"),
+            "postgres://h/t_1"
+        );
+    }
 }
