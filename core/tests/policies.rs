@@ -3,6 +3,8 @@
 //! answers.
 
 mod common;
+#[path = "common/hook.rs"]
+mod hook;
 
 use common::Db;
 use inloop_core::access::{Identity, Principal};
@@ -543,7 +545,116 @@ async fn timeouts_raise_or_default(db: Db) {
     assert!(late.to_string().contains("timed out at"), "{late}");
 }
 
+/// Timers with the real `inloop serve`: the server is SIGKILLed before any timer is due and
+/// restarted (as two replicas on the same database) after the first reminder's time: every
+/// reminder and escalation of every task fires exactly once (one audit row each, one delivery
+/// each at the receiver), the missed one as soon as a replica is back.
+async fn timers_fire_once_across_a_restart_and_two_replicas(db: Db) {
+    use std::time::Duration;
+    let hook = hook::Hook::start(hook::Behaviour::default()).await;
+    let engine = db.open().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let p = Policy {
+            reminders_ms: vec![4_000, 6_000],
+            escalate: vec![Escalation {
+                after_ms: 5_000,
+                notify: vec!["webhook:cfo".into()],
+                add_approvers: vec![],
+            }],
+            ..Default::default()
+        };
+        let mut new = wire(&format!("serve-{i}"), p);
+        new.notify = vec!["webhook:ops".into()];
+        ids.push(engine.create(new).await.unwrap().task.id);
+    }
+    let created = std::time::Instant::now();
+    let start = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inloop"));
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .env("INLOOP_DATABASE_URL", &db.url)
+            .env("INLOOP_CHANNEL_LEASE_SECS", "2")
+            .env("INLOOP_CHANNEL_RETRY_BASE_MS", "50")
+            .env("INLOOP_CHANNEL_POLL_MS", "50")
+            .env("INLOOP_LOG", "warn")
+            .envs(hook.env("ops"))
+            .envs(hook.env("cfo"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().expect("start inloop serve")
+    };
+    let mut first = start();
+    common::eventually("the tasks shown", Duration::from_secs(20), || {
+        hook.hits().len() >= 5
+    })
+    .await;
+    assert!(
+        created.elapsed() < Duration::from_millis(3_800),
+        "the machine is too slow for this test's timing"
+    );
+    first.kill().unwrap(); // SIGKILL, before any timer is due
+    first.wait().unwrap();
+    for id in &ids {
+        assert!(
+            engine
+                .get(*id)
+                .await
+                .unwrap()
+                .timers
+                .iter()
+                .all(|t| t.fired_at.is_none())
+        );
+    }
+    // Down while the first reminder falls due.
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(created.elapsed())).await;
+    let mut a = start();
+    let mut b = start();
+    // Deliveries by webhook-id (a delivery in flight at the kill may arrive twice, under one
+    // id: that is the outbox's at-least-once contract, tested in `outbox.rs`).
+    let kinds_of = |hits: &[hook::Hit], kind: &str| {
+        hits.iter()
+            .filter(|h| h.body["type"] == kind)
+            .map(|h| h.id.clone())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    common::eventually("every timer's delivery", Duration::from_secs(30), || {
+        let hits = hook.hits();
+        kinds_of(&hits, "task.reminder").len() >= 15 && kinds_of(&hits, "task.created").len() >= 10
+    })
+    .await;
+    // Let any duplicate show up before counting.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let hits = hook.hits();
+    assert!(hits.iter().all(|h| h.verified));
+    // Reminder 1 goes to ops; reminder 2, after the escalation, to ops and cfo: 15, each sent
+    // once (no timer fired twice, so no delivery was written twice).
+    let reminders: Vec<_> = hits
+        .iter()
+        .filter(|h| h.body["type"] == "task.reminder")
+        .collect();
+    assert_eq!(reminders.len(), 15, "each reminder delivery sent once");
+    assert_eq!(kinds_of(&hits, "task.reminder").len(), 15);
+    // 5 tasks shown on ops at creation + 5 shown on cfo by the escalation.
+    assert_eq!(kinds_of(&hits, "task.created").len(), 10);
+    for id in &ids {
+        let audit = engine.audit(*id).await.unwrap();
+        let count = |k: &str| audit.iter().filter(|e| e.kind == k).count();
+        assert_eq!(count("reminder_sent"), 2);
+        assert_eq!(count("escalated"), 1);
+        let t = engine.get(*id).await.unwrap();
+        let first = &t.timers[0];
+        assert_eq!((first.kind.as_str(), first.index), ("reminder", 1));
+        // The missed reminder fired after the restart, not before.
+        assert!(first.fired_at.unwrap() >= first.due_at + 400, "{first:?}");
+    }
+}
+
 conformance!(
+    timers_fire_once_across_a_restart_and_two_replicas,
     two_of_three_completes_on_the_second_approval,
     rejection_rules,
     the_requester_is_excluded,
