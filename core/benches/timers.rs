@@ -152,7 +152,9 @@ async fn main() {
     // Phase 2: a burst of n timers due over 30 s (created first, then they all come due).
     let t1 = Instant::now();
     let start = now_ms() + 5_000 + (n as i64) * 3; // after creating them
-    let burst: Vec<i64> = (0..n as i64).map(|i| start + i * 30_000 / n as i64).collect();
+    let burst: Vec<i64> = (0..n as i64)
+        .map(|i| start + i * 30_000 / n as i64)
+        .collect();
     create_due(&engine, &ns, "burst", &burst).await;
     let created_in = t1.elapsed();
     if now_ms() > start {
