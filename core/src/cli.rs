@@ -55,7 +55,7 @@ fn channels_command(
             Ok(0)
         }
         ChannelsCommand::Check => {
-            let settings = crate::channels::Settings::from_env(file.channels.as_ref(), public_url)?;
+            let settings = crate::channels::Settings::from_config(file, public_url)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -399,6 +399,10 @@ struct CreateArgs {
     /// Who asks (recorded in the audit trail)
     #[arg(long, value_name = "WHO")]
     requested_by: Option<String>,
+    /// An http(s) URL that receives the task's end (a signed task.ended event), if the
+    /// server's [callbacks] allow-list permits it
+    #[arg(long, value_name = "URL")]
+    callback_url: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -540,6 +544,8 @@ enum Plan {
     },
     Create {
         new: Box<NewTask>,
+        /// The configured callback allow-list, when there is one: refused early here.
+        callback_allow: Option<crate::channels::callback::AllowList>,
         json: bool,
     },
     Serve {
@@ -668,8 +674,7 @@ fn plan(
             };
             let public_url = a.public_url.or_else(|| file.public_url.clone());
             // A misconfigured channel stops the server here, before anything is served.
-            let channels =
-                crate::channels::Settings::from_env(file.channels.as_ref(), public_url.as_deref())?;
+            let channels = crate::channels::Settings::from_config(file, public_url.as_deref())?;
             return Ok(Plan::Serve {
                 bind: a
                     .bind
@@ -795,7 +800,12 @@ fn plan(
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
                     requested_by: a.requested_by,
                     verification: None,
+                    callback_url: a.callback_url,
                 }),
+                callback_allow: crate::channels::callback::AllowList::from_config(
+                    file.callbacks.as_ref(),
+                    &std::env::vars().collect(),
+                )?,
                 json: a.json,
             }
         }
@@ -1187,8 +1197,15 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
             }
         }
         Plan::People(p) => people::perform(engine, p, io).await?,
-        Plan::Create { new, json } => {
-            let created = engine.create(*new).await?;
+        Plan::Create {
+            new,
+            callback_allow,
+            json,
+        } => {
+            let created = match callback_allow {
+                Some(allow) => engine.clone().with_callback_allow(allow).create(*new).await?,
+                None => engine.create(*new).await?,
+            };
             if json {
                 write_json(io.out, &created)?;
             } else {
@@ -1446,6 +1463,9 @@ fn write_task(out: &mut dyn Write, t: &Task, now: i64) -> io::Result<()> {
     }
     if !t.notify.is_empty() {
         fields.push(("notify", t.notify.join(", ")));
+    }
+    if let Some(url) = &t.callback_url {
+        fields.push(("callback", url.clone()));
     }
     fields.push((
         "assigned to",

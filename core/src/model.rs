@@ -129,6 +129,10 @@ pub struct Task {
     #[serde(skip)]
     #[schema(ignore)]
     pub verify_token: Option<String>,
+    /// Where the task's end is POSTed (a signed `task.ended` event through the outbox), as
+    /// stored: normalized. Delivery plumbing, not part of the digest (docs/channels.md).
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// What a caller passes to create a task.
@@ -152,6 +156,11 @@ pub struct NewTask {
     /// Rules and an optional LLM verifier that an answer must pass after the response schema
     /// (docs/verification.md). Part of the digest when present.
     pub verification: Option<Verification>,
+    /// An http(s) URL that receives the task's final outcome (the signed `task.ended` event
+    /// webhooks get) when the task ends. Only URLs the server's `[callbacks] allow` list
+    /// permits are delivered (docs/channels.md). Not part of the digest: a replayed key keeps
+    /// the task's first callback.
+    pub callback_url: Option<String>,
 }
 
 /// The result of create-or-get: the task, and whether this call created it.

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/postgres/0005_outbox.sql"),
     ),
+    (
+        6,
+        "callbacks",
+        include_str!("../../migrations/postgres/0006_callbacks.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0005_outbox.sql"),
     ),
+    (
+        6,
+        "callbacks",
+        include_str!("../../migrations/sqlite/0006_callbacks.sql"),
+    ),
 ];
 
 /// The SQLite store.
