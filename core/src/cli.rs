@@ -2720,6 +2720,73 @@ mod tests {
     }
 
     #[test]
+    fn create_with_a_callback_url() {
+        let dir = temp_dir("callback");
+        let url = format!("sqlite:{}", dir.join("inloop.db").display());
+        let create = |extra: &[&str], key: &str, callback: &str| {
+            let mut a = vec!["--database-url", url.as_str()];
+            a.extend_from_slice(extra);
+            a.extend_from_slice(&[
+                "tasks",
+                "create",
+                "--title",
+                "Approve?",
+                "--response-schema",
+                r#"{"type": "boolean"}"#,
+                "--key",
+                key,
+                "--callback-url",
+                callback,
+                "--json",
+            ]);
+            run_with(&a, "")
+        };
+        // Without [callbacks] here, only the URL's form is checked (the server's dispatcher
+        // checks its allow-list before sending).
+        let r = create(&[], "k1", "https://Engine.Internal:443/hooks/./x");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let v: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(v["task"]["callback_url"], "https://engine.internal/hooks/x");
+        let r = run_with(&["--database-url", &url, "tasks", "show", "--key", "k1"], "");
+        assert!(
+            r.out.contains("callback     https://engine.internal/hooks/x"),
+            "{}",
+            r.out
+        );
+        let r = create(&[], "k2", "ftp://engine.internal/x");
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err.contains("[invalid_argument]") && r.err.contains("http or https"),
+            "{}",
+            r.err
+        );
+        // With [callbacks] in the configuration, a URL it does not allow is refused at once.
+        let config = dir.join("inloop.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[callbacks]\nallow = [\"https://engine.internal/hooks/\"]\nsecret = \"{}\"\n",
+                crate::channels::webhook::generate_secret()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let with = ["--config", config.as_str()];
+        let r = create(&with, "k3", "https://engine.internal.evil.com/hooks/x");
+        assert_eq!(r.code, 1, "{}", r.out);
+        assert!(
+            r.err.contains("[invalid_argument]") && r.err.contains("not allowed"),
+            "{}",
+            r.err
+        );
+        let r = run_with(&["--database-url", &url, "tasks", "show", "--key", "k3"], "");
+        assert_eq!(r.code, 1, "nothing was created: {}", r.out);
+        let r = create(&with, "k4", "https://engine.internal/hooks/done");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn apikey_create_list_revoke() {
         let dir = temp_dir("apikey");
         let url = format!("sqlite:{}", dir.join("inloop.db").display());
