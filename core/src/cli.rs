@@ -1203,7 +1203,13 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
             json,
         } => {
             let created = match callback_allow {
-                Some(allow) => engine.clone().with_callback_allow(allow).create(*new).await?,
+                Some(allow) => {
+                    engine
+                        .clone()
+                        .with_callback_allow(allow)
+                        .create(*new)
+                        .await?
+                }
                 None => engine.create(*new).await?,
             };
             if json {
@@ -2747,9 +2753,13 @@ mod tests {
         assert_eq!(r.code, 0, "{}", r.err);
         let v: Value = serde_json::from_str(&r.out).unwrap();
         assert_eq!(v["task"]["callback_url"], "https://engine.internal/hooks/x");
-        let r = run_with(&["--database-url", &url, "tasks", "show", "--key", "k1"], "");
+        let r = run_with(
+            &["--database-url", &url, "tasks", "show", "--key", "k1"],
+            "",
+        );
         assert!(
-            r.out.contains("callback     https://engine.internal/hooks/x"),
+            r.out
+                .contains("callback     https://engine.internal/hooks/x"),
             "{}",
             r.out
         );
@@ -2779,7 +2789,10 @@ mod tests {
             "{}",
             r.err
         );
-        let r = run_with(&["--database-url", &url, "tasks", "show", "--key", "k3"], "");
+        let r = run_with(
+            &["--database-url", &url, "tasks", "show", "--key", "k3"],
+            "",
+        );
         assert_eq!(r.code, 1, "nothing was created: {}", r.out);
         let r = create(&with, "k4", "https://engine.internal/hooks/done");
         assert_eq!(r.code, 0, "{}", r.err);

@@ -267,8 +267,7 @@ impl Engine {
 
     async fn insert(&self, p: Prepared) -> Result<Created> {
         let Prepared { task, requested_by } = p;
-        let mut data =
-            json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) });
+        let mut data = json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) });
         if let Some(url) = &task.callback_url {
             // Where the end will be sent is part of the record (it is not in the digest).
             data["callback_url"] = json!(url);

@@ -157,7 +157,10 @@ async fn each_end_reaches_the_callback_once(db: Db) {
         .await
         .unwrap()
         .task;
-    assert_eq!(answered.callback_url.as_deref(), Some(url("completed").as_str()));
+    assert_eq!(
+        answered.callback_url.as_deref(),
+        Some(url("completed").as_str())
+    );
     // Not part of the digest: the same key with another callback is the same task, unchanged.
     let replay = engine
         .create(task("cb-answered", Some("https://elsewhere.example/x")))
@@ -210,7 +213,10 @@ async fn each_end_reaches_the_callback_once(db: Db) {
 
     let hits = hook.hits();
     assert_eq!(hits.len(), 4, "{hits:?}");
-    assert!(hits.iter().all(|h| h.verified && h.status == 204), "{hits:?}");
+    assert!(
+        hits.iter().all(|h| h.verified && h.status == 204),
+        "{hits:?}"
+    );
     assert_eq!(hits.iter().map(|h| &h.id).collect::<HashSet<_>>().len(), 4);
     assert!(hook.accepted().values().all(|n| *n == 1));
     for h in &hits {
@@ -231,7 +237,10 @@ async fn each_end_reaches_the_callback_once(db: Db) {
         let rows = callback_rows(&engine, id).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         let d = &rows[0];
-        assert_eq!((d.event.as_str(), d.state.as_str(), d.attempts), ("ended", "done", 1));
+        assert_eq!(
+            (d.event.as_str(), d.state.as_str(), d.attempts),
+            ("ended", "done", 1)
+        );
         assert!(hits.iter().any(|h| h.id == d.idempotency_key));
         let delivered = audit_kinds(&engine, id, "delivered").await;
         assert_eq!(delivered.len(), 1, "{delivered:?}");
@@ -239,7 +248,12 @@ async fn each_end_reaches_the_callback_once(db: Db) {
         assert!(engine.verify_audit(id).await.unwrap().ok);
     }
     assert!(callback_rows(&engine, pending.id).await.is_empty());
-    assert!(channels::deliveries(&engine, plain.id).await.unwrap().is_empty());
+    assert!(
+        channels::deliveries(&engine, plain.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A receiver that fails twice gets the event on the third attempt, exactly once, under one id.
@@ -267,12 +281,18 @@ async fn a_failing_callback_gets_it_on_the_third_attempt(db: Db) {
     );
     assert!(hits.iter().all(|h| h.verified));
     assert_eq!(hits.iter().map(|h| &h.id).collect::<HashSet<_>>().len(), 1);
-    assert_eq!(hook.accepted().values().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        hook.accepted().values().copied().collect::<Vec<_>>(),
+        vec![1]
+    );
     let d = &callback_rows(&engine, id).await[0];
     assert_eq!((d.state.as_str(), d.attempts), ("done", 3));
     let attempts = channels::attempts(&engine, d.id).await.unwrap();
     assert_eq!(
-        attempts.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(),
+        attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect::<Vec<_>>(),
         vec!["retry", "retry", "ok"]
     );
     assert_eq!(audit_kinds(&engine, id, "delivered").await.len(), 1);
@@ -312,10 +332,7 @@ async fn a_callback_past_the_horizon_fails(db: Db) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["channel"], "callback");
     assert!(
-        failed[0]["data"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("500"),
+        failed[0]["data"]["error"].as_str().unwrap().contains("500"),
         "{failed:?}"
     );
 }
@@ -474,7 +491,10 @@ async fn the_api_refuses_disallowed_callbacks(db: Db) {
     let long = format!("{}/{}", origin(&hook), "a".repeat(2100));
     let port = origin(&hook).rsplit(':').next().unwrap().to_string();
     for (url, why) in [
-        ("https://engine.internal.evil.com/hooks/".to_string(), "not allowed"),
+        (
+            "https://engine.internal.evil.com/hooks/".to_string(),
+            "not allowed",
+        ),
         (format!("http://localhost:{port}/hook"), "not allowed"),
         ("not a url".to_string(), "spaces"),
         ("/relative".to_string(), "absolute URL"),
@@ -495,14 +515,22 @@ async fn the_api_refuses_disallowed_callbacks(db: Db) {
     })
     .await;
     assert_eq!(status, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("callback_url"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("callback_url")
+    );
     assert!(engine.get_by_key("default", "api-bad").await.is_err());
 
     // Stored normalized: `.` segments resolved.
     let given = format!("{}/./x/../hook?task=API", origin(&hook));
     let (status, v) = create(body("api-ok", json!(given))).await;
     assert_eq!(status, 201, "{v}");
-    assert_eq!(v["task"]["callback_url"], json!(format!("{}?task=API", hook.url)));
+    assert_eq!(
+        v["task"]["callback_url"],
+        json!(format!("{}?task=API", hook.url))
+    );
     let id = v["task"]["id"].as_str().unwrap().to_string();
 
     // Remote mode goes through the same check.
@@ -538,7 +566,10 @@ async fn the_api_refuses_disallowed_callbacks(db: Db) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let hits = hook.hits();
     assert_eq!(hits.len(), 2, "{hits:?}");
-    assert!(hits.iter().all(|h| h.verified && h.body["type"] == "task.ended"));
+    assert!(
+        hits.iter()
+            .all(|h| h.verified && h.body["type"] == "task.ended")
+    );
     assert!(
         hits.iter()
             .all(|h| h.body["data"]["task"]["status"] == "cancelled")
@@ -601,7 +632,10 @@ async fn a_reopened_task_reports_each_end(db: Db) {
     };
     let first = engine.answer(id, approve()).await.unwrap();
     delivered(1).await;
-    let t = engine.submit_verdict(id, reject(first.attempts)).await.unwrap();
+    let t = engine
+        .submit_verdict(id, reject(first.attempts))
+        .await
+        .unwrap();
     assert_eq!(t.status, Status::Pending);
     let second = engine.answer(id, approve()).await.unwrap();
     assert_eq!(second.status, Status::Completed);
@@ -617,9 +651,17 @@ async fn a_reopened_task_reports_each_end(db: Db) {
     assert_eq!(hits.iter().map(|h| &h.id).collect::<HashSet<_>>().len(), 3);
     let statuses: Vec<_> = hits
         .iter()
-        .map(|h| h.body["data"]["task"]["status"].as_str().unwrap().to_string())
+        .map(|h| {
+            h.body["data"]["task"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(statuses, ["completed", "completed", "verification_exhausted"]);
+    assert_eq!(
+        statuses,
+        ["completed", "completed", "verification_exhausted"]
+    );
     let rows = callback_rows(&engine, id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("done", 3));

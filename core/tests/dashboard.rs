@@ -828,31 +828,58 @@ async fn failed_deliveries_show_to_those_who_may_see_the_task(db: Db) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let badge = |id: uuid::Uuid| format!(r#"<a class="badge dlv-failed" href="/tasks/{id}#task-deliveries""#);
+    let badge = |id: uuid::Uuid| {
+        format!(r#"<a class="badge dlv-failed" href="/tasks/{id}#task-deliveries""#)
+    };
     let chip = r#"<a class="chip dlv-failed" href="/tasks?status=all&amp;deliveries=failed""#;
 
     // The admin sees both.
     let (root, _) = d.sign_in("root", PASSWORD).await;
     let q = d.get("/tasks", Some(&root)).await;
     assert_eq!(q.status, StatusCode::OK);
-    assert!(q.body.contains(chip) && q.body.contains("2 failed deliveries</a>"), "{}", q.body);
-    assert!(q.body.contains(&badge(bobs)) && q.body.contains(&badge(hers)), "{}", q.body);
+    assert!(
+        q.body.contains(chip) && q.body.contains("2 failed deliveries</a>"),
+        "{}",
+        q.body
+    );
+    assert!(
+        q.body.contains(&badge(bobs)) && q.body.contains(&badge(hers)),
+        "{}",
+        q.body
+    );
     assert!(!q.body.contains(&badge(quiet)), "{}", q.body);
     assert!(q.body.contains(&quiet.to_string()));
-    let f = d.get("/tasks?status=all&deliveries=failed", Some(&root)).await;
+    let f = d
+        .get("/tasks?status=all&deliveries=failed", Some(&root))
+        .await;
     assert!(f.body.contains(&format!("/tasks/{bobs}\">")), "{}", f.body);
     assert!(f.body.contains(&format!("/tasks/{hers}\">")), "{}", f.body);
     assert!(!f.body.contains(&quiet.to_string()), "{}", f.body);
-    assert!(f.body.contains("Only tasks with a failed delivery"), "{}", f.body);
+    assert!(
+        f.body.contains("Only tasks with a failed delivery"),
+        "{}",
+        f.body
+    );
     let p = d.get(&format!("/tasks/{bobs}"), Some(&root)).await;
     assert_eq!(p.status, StatusCode::OK);
-    assert!(p.body.contains(r#"<section id="task-deliveries" data-live"#), "{}", p.body);
-    assert!(p.body.contains(r#"<tr class="dlv-row dlv-failed">"#), "{}", p.body);
+    assert!(
+        p.body
+            .contains(r#"<section id="task-deliveries" data-live"#),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(r#"<tr class="dlv-row dlv-failed">"#),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("gave up after"), "{}", p.body);
     assert!(p.body.contains("<code>billing</code>"), "{}", p.body);
     let p = d.get(&format!("/tasks/{quiet}"), Some(&root)).await;
     assert!(
-        p.body.contains(r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#),
+        p.body.contains(
+            r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#
+        ),
         "{}",
         p.body
     );
@@ -860,18 +887,36 @@ async fn failed_deliveries_show_to_those_who_may_see_the_task(db: Db) {
     // The reviewer sees only her own task's failure; Bob's stays invisible everywhere.
     let (alice, _) = d.sign_in("alice", PASSWORD).await;
     let q = d.get("/tasks", Some(&alice)).await;
-    assert!(q.body.contains(chip) && q.body.contains("1 failed delivery</a>"), "{}", q.body);
+    assert!(
+        q.body.contains(chip) && q.body.contains("1 failed delivery</a>"),
+        "{}",
+        q.body
+    );
     assert!(q.body.contains(&badge(hers)), "{}", q.body);
-    assert!(!q.body.contains(&bobs.to_string()) && !q.body.contains("hidden refund"), "{}", q.body);
-    let f = d.get("/tasks?status=all&deliveries=failed", Some(&alice)).await;
+    assert!(
+        !q.body.contains(&bobs.to_string()) && !q.body.contains("hidden refund"),
+        "{}",
+        q.body
+    );
+    let f = d
+        .get("/tasks?status=all&deliveries=failed", Some(&alice))
+        .await;
     assert!(f.body.contains(&badge(hers)), "{}", f.body);
     assert!(!f.body.contains(&bobs.to_string()), "{}", f.body);
     assert!(!f.body.contains(&quiet.to_string()), "{}", f.body);
     let p = d.get(&format!("/tasks/{bobs}"), Some(&alice)).await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
-    assert!(!p.body.contains("gave up") && !p.body.contains("billing"), "{}", p.body);
+    assert!(
+        !p.body.contains("gave up") && !p.body.contains("billing"),
+        "{}",
+        p.body
+    );
     let p = d.get(&format!("/tasks/{hers}"), Some(&alice)).await;
-    assert!(p.body.contains(r#"<tr class="dlv-row dlv-failed">"#), "{}", p.body);
+    assert!(
+        p.body.contains(r#"<tr class="dlv-row dlv-failed">"#),
+        "{}",
+        p.body
+    );
     d.shutdown().await;
 }
 

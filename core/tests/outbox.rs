@@ -601,7 +601,10 @@ async fn misconfigured_channels_fail_loudly() {
         "{out}"
     );
     let both = [
-        ("INLOOP_CALLBACK_ALLOW", "http://127.0.0.1:,https://engine.internal/hooks/"),
+        (
+            "INLOOP_CALLBACK_ALLOW",
+            "http://127.0.0.1:,https://engine.internal/hooks/",
+        ),
         ("INLOOP_CALLBACK_SECRET", secret),
     ];
     let (code, out) = run(&["channels", "check"], &both);

@@ -57,7 +57,8 @@ pub fn normalize(url: &str) -> Result<String> {
             "must not contain spaces or control characters (percent-encode them)".into(),
         ));
     }
-    let parsed = Url::parse(url).map_err(|e| bad(format!("{url:?} is not an absolute URL: {e}")))?;
+    let parsed =
+        Url::parse(url).map_err(|e| bad(format!("{url:?} is not an absolute URL: {e}")))?;
     match parsed.scheme() {
         "http" | "https" => {}
         s => return Err(bad(format!("must be an http or https URL, not {s}:"))),
@@ -377,9 +378,8 @@ impl Channel for Callbacks {
                 job.target
             )));
         }
-        let url = Url::parse(job.target).map_err(|e| {
-            DeliveryError::permanent(format!("callback URL {:?}: {e}", job.target))
-        })?;
+        let url = Url::parse(job.target)
+            .map_err(|e| DeliveryError::permanent(format!("callback URL {:?}: {e}", job.target)))?;
         super::webhook::post_signed(&self.http, &url, &self.settings.key, job).await
     }
 

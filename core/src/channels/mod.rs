@@ -230,7 +230,11 @@ impl Settings {
             out.push(format!(
                 "callbacks ({} allowed prefix{})",
                 c.allow.entries().len(),
-                if c.allow.entries().len() == 1 { "" } else { "es" }
+                if c.allow.entries().len() == 1 {
+                    ""
+                } else {
+                    "es"
+                }
             ));
         }
         out

@@ -253,10 +253,7 @@ pub fn queue(v: &QueueView) -> Markup {
 
 /// "1 failed delivery", "3 failed deliveries".
 fn deliveries_failed_words(n: u64) -> String {
-    format!(
-        "{n} failed deliver{}",
-        if n == 1 { "y" } else { "ies" }
-    )
+    format!("{n} failed deliver{}", if n == 1 { "y" } else { "ies" })
 }
 
 fn queue_row(t: &Task, failed: u64) -> Markup {
@@ -1051,7 +1048,10 @@ mod tests {
         assert!(h.contains("2 failed deliveries"), "{h}");
         // Nothing failed: no chip (the live region stays, empty).
         let h = queue(&QueueFilter::default(), 0);
-        assert!(h.contains(r#"<div class="alerts" id="queue-alerts" data-live></div>"#), "{h}");
+        assert!(
+            h.contains(r#"<div class="alerts" id="queue-alerts" data-live></div>"#),
+            "{h}"
+        );
         // The filter keeps itself across tabs and the form, and says how to leave it.
         let f = QueueFilter {
             deliveries: Some("failed".into()),
@@ -1067,10 +1067,18 @@ mod tests {
             h.contains(r#"<input type="hidden" name="deliveries" value="failed">"#),
             "{h}"
         );
-        assert!(h.contains(r#"<a href="/tasks?status=pending">Show every task</a>"#), "{h}");
+        assert!(
+            h.contains(r#"<a href="/tasks?status=pending">Show every task</a>"#),
+            "{h}"
+        );
 
         let list = [
-            delivery("webhook", "billing", "failed", Some("gave up after 5 attempts: 500")),
+            delivery(
+                "webhook",
+                "billing",
+                "failed",
+                Some("gave up after 5 attempts: 500"),
+            ),
             delivery("callback", "https://engine.internal/hooks/x", "done", None),
         ];
         let page = super::task(&TaskView {
@@ -1088,15 +1096,28 @@ mod tests {
             page.contains(r#"<section id="task-deliveries" data-live aria-label="Deliveries">"#),
             "{page}"
         );
-        assert!(page.contains(r#"<tr class="dlv-row dlv-failed">"#), "{page}");
+        assert!(
+            page.contains(r#"<tr class="dlv-row dlv-failed">"#),
+            "{page}"
+        );
         assert!(page.contains("gave up after 5 attempts: 500"), "{page}");
-        assert!(page.contains("<h2>Deliveries <span class=\"badge dlv-failed\">1 failed delivery</span></h2>"), "{page}");
-        assert!(page.contains("<code>https://engine.internal/hooks/x</code>"), "{page}");
+        assert!(
+            page.contains(
+                "<h2>Deliveries <span class=\"badge dlv-failed\">1 failed delivery</span></h2>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("<code>https://engine.internal/hooks/x</code>"),
+            "{page}"
+        );
         assert!(page.contains("Outcome (callback)"), "{page}");
         // No deliveries: the region is there, empty.
         let none = task_page(&t, all_may(), FormState::default(), &[], Role::Admin);
         assert!(
-            none.contains(r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#),
+            none.contains(
+                r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#
+            ),
             "{none}"
         );
     }

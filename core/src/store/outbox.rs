@@ -40,7 +40,12 @@ pub const CALLBACK: &str = "callback";
 /// The key of a row armed again for a later end of a reopened task (its first end used
 /// [`idem_key`]): unique per end, since two ends of one task never share a time.
 pub fn rearmed_key(task: &Uuid, d: &NewDelivery, ended_at: i64) -> String {
-    idem_key(task, &d.channel, &d.target, &format!("{}@{ended_at}", d.event))
+    idem_key(
+        task,
+        &d.channel,
+        &d.target,
+        &format!("{}@{ended_at}", d.event),
+    )
 }
 
 /// The deliveries `event` causes for `task`: every `notify` entry when it is created; on its
