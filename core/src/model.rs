@@ -159,7 +159,9 @@ pub struct NewTask {
     /// An http(s) URL that receives the task's final outcome (the signed `task.ended` event
     /// webhooks get) when the task ends. Only URLs the server's `[callbacks] allow` list
     /// permits are delivered (docs/channels.md). Not part of the digest: a replayed key keeps
-    /// the task's first callback.
+    /// the task's first callback. Left out of the JSON when absent, so that a remote-mode
+    /// create without one still works against a server that predates the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
@@ -275,5 +277,24 @@ pub(crate) mod rfc3339_opt {
         Option::<String>::deserialize(d)?
             .map(|s| super::parse_rfc3339(&s).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_task_without_a_callback_serializes_as_before() {
+        let v = serde_json::to_value(NewTask::default()).unwrap();
+        assert!(v.get("callback_url").is_none(), "{v}");
+        let with = NewTask {
+            callback_url: Some("https://engine.internal/x".into()),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&with).unwrap();
+        assert_eq!(v["callback_url"], "https://engine.internal/x");
+        let back: NewTask = serde_json::from_value(v).unwrap();
+        assert_eq!(back.callback_url, with.callback_url);
     }
 }
