@@ -55,7 +55,7 @@ fn channels_command(
             Ok(0)
         }
         ChannelsCommand::Check => {
-            let settings = crate::channels::Settings::from_env(file.channels.as_ref(), public_url)?;
+            let settings = crate::channels::Settings::from_config(file, public_url)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -399,6 +399,10 @@ struct CreateArgs {
     /// Who asks (recorded in the audit trail)
     #[arg(long, value_name = "WHO")]
     requested_by: Option<String>,
+    /// An http(s) URL that receives the task's end (a signed task.ended event), if the
+    /// server's [callbacks] allow-list permits it
+    #[arg(long, value_name = "URL")]
+    callback_url: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -540,6 +544,8 @@ enum Plan {
     },
     Create {
         new: Box<NewTask>,
+        /// The configured callback allow-list, when there is one: refused early here.
+        callback_allow: Option<crate::channels::callback::AllowList>,
         json: bool,
     },
     Serve {
@@ -668,8 +674,7 @@ fn plan(
             };
             let public_url = a.public_url.or_else(|| file.public_url.clone());
             // A misconfigured channel stops the server here, before anything is served.
-            let channels =
-                crate::channels::Settings::from_env(file.channels.as_ref(), public_url.as_deref())?;
+            let channels = crate::channels::Settings::from_config(file, public_url.as_deref())?;
             return Ok(Plan::Serve {
                 bind: a
                     .bind
@@ -796,7 +801,12 @@ fn plan(
                     requested_by: a.requested_by,
                     verification: None,
                     policy: None,
+                    callback_url: a.callback_url,
                 }),
+                callback_allow: crate::channels::callback::AllowList::from_config(
+                    file.callbacks.as_ref(),
+                    &std::env::vars().collect(),
+                )?,
                 json: a.json,
             }
         }
@@ -1188,8 +1198,21 @@ async fn perform(engine: &Engine, url: &str, plan: Plan, io: &mut Io<'_>) -> Res
             }
         }
         Plan::People(p) => people::perform(engine, p, io).await?,
-        Plan::Create { new, json } => {
-            let created = engine.create(*new).await?;
+        Plan::Create {
+            new,
+            callback_allow,
+            json,
+        } => {
+            let created = match callback_allow {
+                Some(allow) => {
+                    engine
+                        .clone()
+                        .with_callback_allow(allow)
+                        .create(*new)
+                        .await?
+                }
+                None => engine.create(*new).await?,
+            };
             if json {
                 write_json(io.out, &created)?;
             } else {
@@ -1447,6 +1470,9 @@ fn write_task(out: &mut dyn Write, t: &Task, now: i64) -> io::Result<()> {
     }
     if !t.notify.is_empty() {
         fields.push(("notify", t.notify.join(", ")));
+    }
+    if let Some(url) = &t.callback_url {
+        fields.push(("callback", url.clone()));
     }
     fields.push((
         "assigned to",
@@ -2698,6 +2724,80 @@ mod tests {
             .code,
             2
         );
+    }
+
+    #[test]
+    fn create_with_a_callback_url() {
+        let dir = temp_dir("callback");
+        let url = format!("sqlite:{}", dir.join("inloop.db").display());
+        let create = |extra: &[&str], key: &str, callback: &str| {
+            let mut a = vec!["--database-url", url.as_str()];
+            a.extend_from_slice(extra);
+            a.extend_from_slice(&[
+                "tasks",
+                "create",
+                "--title",
+                "Approve?",
+                "--response-schema",
+                r#"{"type": "boolean"}"#,
+                "--key",
+                key,
+                "--callback-url",
+                callback,
+                "--json",
+            ]);
+            run_with(&a, "")
+        };
+        // Without [callbacks] here, only the URL's form is checked (the server's dispatcher
+        // checks its allow-list before sending).
+        let r = create(&[], "k1", "https://Engine.Internal:443/hooks/./x");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let v: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(v["task"]["callback_url"], "https://engine.internal/hooks/x");
+        let r = run_with(
+            &["--database-url", &url, "tasks", "show", "--key", "k1"],
+            "",
+        );
+        assert!(
+            r.out
+                .contains("callback     https://engine.internal/hooks/x"),
+            "{}",
+            r.out
+        );
+        let r = create(&[], "k2", "ftp://engine.internal/x");
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err.contains("[invalid_argument]") && r.err.contains("http or https"),
+            "{}",
+            r.err
+        );
+        // With [callbacks] in the configuration, a URL it does not allow is refused at once.
+        let config = dir.join("inloop.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[callbacks]\nallow = [\"https://engine.internal/hooks/\"]\nsecret = \"{}\"\n",
+                crate::channels::webhook::generate_secret()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let with = ["--config", config.as_str()];
+        let r = create(&with, "k3", "https://engine.internal.evil.com/hooks/x");
+        assert_eq!(r.code, 1, "{}", r.out);
+        assert!(
+            r.err.contains("[invalid_argument]") && r.err.contains("not allowed"),
+            "{}",
+            r.err
+        );
+        let r = run_with(
+            &["--database-url", &url, "tasks", "show", "--key", "k3"],
+            "",
+        );
+        assert_eq!(r.code, 1, "nothing was created: {}", r.out);
+        let r = create(&with, "k4", "https://engine.internal/hooks/done");
+        assert_eq!(r.code, 0, "{}", r.err);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -229,6 +229,26 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// Notification channels and the outbox (`[channels]`, see [`ChannelsConfig`]).
     pub channels: Option<ChannelsConfig>,
+    /// Completion callbacks (`[callbacks]`, see [`CallbacksConfig`]).
+    pub callbacks: Option<CallbacksConfig>,
+}
+
+/// The `[callbacks]` table: which `callback_url`s this server delivers to, and the secret
+/// their events are signed with. Both are needed, or neither (callbacks off); the
+/// environment variables win. Checked by [`crate::channels::callback::CallbackSettings`].
+///
+/// ```toml
+/// [callbacks]
+/// # scheme://host[:port][/path-prefix]; ":" or ":*" after the host allows any port
+/// allow = ["https://engine.internal/hooks/", "http://127.0.0.1:"]   # INLOOP_CALLBACK_ALLOW
+/// secret = "whsec_..."                                              # INLOOP_CALLBACK_SECRET
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    pub secret: Option<String>,
 }
 
 /// The `[channels]` table: the outbox's retry policy and each channel's credentials. Every key

@@ -134,6 +134,10 @@ impl Default for EngineOptions {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// The callback URLs this handle accepts at creation, when it knows the server's list
+    /// ([`Engine::with_callback_allow`]); `None`: only the URL's form is checked here (the
+    /// dispatcher still refuses what its own list does not allow).
+    callbacks: Option<Arc<crate::channels::callback::AllowList>>,
 }
 
 struct Inner {
@@ -175,6 +179,7 @@ impl Engine {
             store.migrate().await?;
         }
         Ok(Engine {
+            callbacks: None,
             inner: Arc::new(Inner {
                 store,
                 hub: Hub::new(),
@@ -191,6 +196,22 @@ impl Engine {
     /// The time by the engine's clock (ms since the epoch).
     pub fn now(&self) -> i64 {
         self.inner.opts.clock.now()
+    }
+
+    /// This handle, refusing at creation any `callback_url` that `allow` does not permit
+    /// (`invalid_argument`; an empty list refuses every callback). Clones share the
+    /// connections; other handles are unaffected. `inloop serve` gives its REST API a handle
+    /// with its `[callbacks] allow` list.
+    pub fn with_callback_allow(self, allow: crate::channels::callback::AllowList) -> Engine {
+        Engine {
+            inner: self.inner,
+            callbacks: Some(Arc::new(allow)),
+        }
+    }
+
+    /// The callback allow-list this handle enforces at creation, if any.
+    pub fn callback_allow(&self) -> Option<&crate::channels::callback::AllowList> {
+        self.callbacks.as_deref()
     }
 
     /// The engine's store (for modules of this crate that keep their own tables).
@@ -224,7 +245,10 @@ impl Engine {
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Some(inner) = weak.upgrade() else { return };
-                    let engine = Engine { inner };
+                    let engine = Engine {
+                        inner,
+                        callbacks: None,
+                    };
                     let next = engine.sweep_once().await;
                     drop(engine);
                     // Sleep until the next timer or deadline (one query finds it), at most
@@ -255,16 +279,24 @@ impl Engine {
     fn prepare_new(&self, new: NewTask) -> Result<Prepared> {
         let requested_by = new.requested_by.clone();
         let task = prepare(new, self.now())?;
+        if let (Some(url), Some(allow)) = (&task.callback_url, &self.callbacks) {
+            allow.check(url)?;
+        }
         Ok(Prepared { task, requested_by })
     }
 
     async fn insert(&self, p: Prepared) -> Result<Created> {
         let Prepared { task, requested_by } = p;
+        let mut data = json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) });
+        if let Some(url) = &task.callback_url {
+            // Where the end will be sent is part of the record (it is not in the digest).
+            data["callback_url"] = json!(url);
+        }
         let created = NewAudit {
             actor: requested_by,
             channel: None,
             kind: kind::CREATED,
-            data: json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) }),
+            data,
         };
         let (stored, inserted) = self.inner.store.insert_or_get(&task, created).await?;
         if !inserted && stored.digest != task.digest {
@@ -313,6 +345,17 @@ impl Engine {
     /// reviewer: tasks assigned to them, claimed or answered by them, and unassigned tasks
     /// unless the namespace keeps those for admins).
     pub async fn list_as(&self, filter: ListFilter, who: &Principal) -> Result<Page> {
+        self.list_scoped(filter, who, false).await
+    }
+
+    /// [`Engine::list_as`]; with `failed_deliveries`, only tasks that have a failed delivery
+    /// (the dashboard's filter).
+    pub async fn list_scoped(
+        &self,
+        filter: ListFilter,
+        who: &Principal,
+        failed_deliveries: bool,
+    ) -> Result<Page> {
         let limit = filter.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(Error::InvalidArgument(format!(
@@ -332,6 +375,7 @@ impl Engine {
         q.created_after = filter.created_after;
         q.created_before = filter.created_before;
         q.before_id = before_id;
+        q.failed_deliveries = failed_deliveries;
         q.limit = i64::from(limit) + 1;
         let mut items = self.inner.store.list(&q).await?;
         let next_cursor = if items.len() > limit as usize {
@@ -354,6 +398,46 @@ impl Engine {
     ) -> Result<Vec<(Status, u64)>> {
         let q = self.scope(namespace, key_prefix, assignee, who)?;
         Ok(fill_counts(&self.inner.store.count_by_status(&q).await?))
+    }
+
+    /// How many deliveries have failed (`delivery_failed`) on the tasks `who` can see, within
+    /// the same scope as [`Engine::counts_as`].
+    pub async fn failed_deliveries_as(
+        &self,
+        namespace: Option<String>,
+        key_prefix: Option<String>,
+        assignee: Option<String>,
+        who: &Principal,
+    ) -> Result<u64> {
+        let q = self.scope(namespace, key_prefix, assignee, who)?;
+        Ok(self.inner.store.count_failed_deliveries(&q).await?.max(0) as u64)
+    }
+
+    /// How many deliveries have failed on each of `tasks` (tasks with none are absent). The
+    /// caller shows only tasks it was allowed to list: nothing is checked here.
+    pub async fn failed_delivery_counts(
+        &self,
+        tasks: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, u64>> {
+        Ok(self
+            .inner
+            .store
+            .failed_delivery_counts(tasks)
+            .await?
+            .into_iter()
+            .map(|(id, n)| (id, n.max(0) as u64))
+            .collect())
+    }
+
+    /// The task's deliveries (every channel, its callback, each event), oldest first, if
+    /// `who` may see the task; `NotFound` otherwise.
+    pub async fn deliveries_as(
+        &self,
+        id: Uuid,
+        who: &Principal,
+    ) -> Result<Vec<crate::store::outbox::Delivery>> {
+        self.get_as(id, who).await?;
+        self.inner.store.deliveries(&id).await
     }
 
     /// The part of a listing query that says what `who` may see.
@@ -1117,6 +1201,11 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     }
     check_targets("notify", &new.notify, true)?;
     check_targets("assign_to", &new.assign_to, false)?;
+    let callback_url = new
+        .callback_url
+        .as_deref()
+        .map(crate::channels::callback::normalize)
+        .transpose()?;
     let deadline = match new.timeout_ms {
         None => None,
         Some(0) => return Err(Error::InvalidArgument("timeout must be positive".into())),
@@ -1204,6 +1293,7 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         policy,
         votes: Vec::new(),
         timers,
+        callback_url,
     })
 }
 
@@ -1302,6 +1392,11 @@ fn check_targets(what: &str, targets: &[String], need_kind: bool) -> Result<()> 
             if !ok {
                 return Err(Error::InvalidArgument(format!(
                     "{what} entry {t:?} must look like CHANNEL:TARGET, e.g. \"slack:#ops\""
+                )));
+            }
+            if t.starts_with("callback:") {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} entry {t:?}: a task's end goes to a URL through callback_url, not notify"
                 )));
             }
         }

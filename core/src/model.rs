@@ -142,6 +142,10 @@ pub struct Task {
     /// Reminders and escalation steps, in the order they are due; each fires once.
     #[serde(default)]
     pub timers: Vec<crate::policy::Timer>,
+    /// Where the task's end is POSTed (a signed `task.ended` event through the outbox), as
+    /// stored: normalized. Delivery plumbing, not part of the digest (docs/channels.md).
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 impl Task {
@@ -176,6 +180,13 @@ pub struct NewTask {
     /// Who must answer and how many, reminders, escalation, what a timeout means
     /// (docs/policies.md). Part of the digest when present.
     pub policy: Option<crate::policy::Policy>,
+    /// An http(s) URL that receives the task's final outcome (the signed `task.ended` event
+    /// webhooks get) when the task ends. Only URLs the server's `[callbacks] allow` list
+    /// permits are delivered (docs/channels.md). Not part of the digest: a replayed key keeps
+    /// the task's first callback. Left out of the JSON when absent, so that a remote-mode
+    /// create without one still works against a server that predates the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// The result of create-or-get: the task, and whether this call created it.
@@ -290,5 +301,24 @@ pub(crate) mod rfc3339_opt {
         Option::<String>::deserialize(d)?
             .map(|s| super::parse_rfc3339(&s).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_task_without_a_callback_serializes_as_before() {
+        let v = serde_json::to_value(NewTask::default()).unwrap();
+        assert!(v.get("callback_url").is_none(), "{v}");
+        let with = NewTask {
+            callback_url: Some("https://engine.internal/x".into()),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&with).unwrap();
+        assert_eq!(v["callback_url"], "https://engine.internal/x");
+        let back: NewTask = serde_json::from_value(v).unwrap();
+        assert_eq!(back.callback_url, with.callback_url);
     }
 }

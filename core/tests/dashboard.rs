@@ -5,6 +5,8 @@
 //! in `tests/browser/`.)
 
 mod common;
+#[path = "common/hook.rs"]
+mod hook;
 
 use std::time::Duration;
 
@@ -895,8 +897,160 @@ async fn event_stream_announces_changes(db: Db) {
     d.shutdown().await;
 }
 
+/// Failed deliveries stand out: a task whose webhook always fails past a short horizon gets a
+/// badge on its queue row, the header shows how many deliveries failed and links to a filter
+/// that lists only such tasks, and the task page lists the failed delivery with its error.
+/// A reviewer sees this only for the tasks they may see: never for another's task.
+async fn failed_deliveries_show_to_those_who_may_see_the_task(db: Db) {
+    use inloop_core::channels::{self, Channels, Settings};
+    let hook = hook::Hook::start(hook::Behaviour {
+        always_fail: true,
+        ..Default::default()
+    })
+    .await;
+    let mut env = hook.env("billing");
+    env.insert("INLOOP_CHANNEL_RETRY_HORIZON_SECS".into(), "1".into());
+    env.insert("INLOOP_CHANNEL_RETRY_BASE_MS".into(), "20".into());
+    let ch = Channels::new(Settings::resolve(None, &env, None).unwrap()).unwrap();
+    let d = start(&db, None).await;
+    users::add_user(&d.engine, "root", None, Role::Admin, PASSWORD)
+        .await
+        .unwrap();
+    users::add_user(&d.engine, "alice", None, Role::Reviewer, PASSWORD)
+        .await
+        .unwrap();
+    let notified = |key: &str, title: &str, who: &str| NewTask {
+        key: Some(key.into()),
+        title: title.into(),
+        payload: json!({"order": key}),
+        response_schema: schema(),
+        assign_to: vec![who.into()],
+        notify: vec!["webhook:billing".into()],
+        ..Default::default()
+    };
+    let bobs = d
+        .engine
+        .create(notified("bobs", "Bob's hidden refund", "bob"))
+        .await
+        .unwrap()
+        .task
+        .id;
+    let hers = d
+        .engine
+        .create(notified("hers", "Alice's failing refund", "alice"))
+        .await
+        .unwrap()
+        .task
+        .id;
+    let quiet = task(&d.engine, "quiet", "Alice's quiet refund", &["alice"]).await;
+    let start_at = std::time::Instant::now();
+    loop {
+        let failed = channels::deliveries_in(&d.engine, Some("failed"), 10)
+            .await
+            .unwrap();
+        if failed.len() == 2 {
+            break;
+        }
+        assert!(start_at.elapsed() < Duration::from_secs(20), "{failed:?}");
+        if channels::dispatch_once(&d.engine, &ch, "w").await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let badge = |id: uuid::Uuid| {
+        format!(r#"<a class="badge dlv-failed" href="/tasks/{id}#task-deliveries""#)
+    };
+    let chip = r#"<a class="chip dlv-failed" href="/tasks?status=all&amp;deliveries=failed""#;
+
+    // The admin sees both.
+    let (root, _) = d.sign_in("root", PASSWORD).await;
+    let q = d.get("/tasks", Some(&root)).await;
+    assert_eq!(q.status, StatusCode::OK);
+    assert!(
+        q.body.contains(chip) && q.body.contains("2 failed deliveries</a>"),
+        "{}",
+        q.body
+    );
+    assert!(
+        q.body.contains(&badge(bobs)) && q.body.contains(&badge(hers)),
+        "{}",
+        q.body
+    );
+    assert!(!q.body.contains(&badge(quiet)), "{}", q.body);
+    assert!(q.body.contains(&quiet.to_string()));
+    let f = d
+        .get("/tasks?status=all&deliveries=failed", Some(&root))
+        .await;
+    assert!(f.body.contains(&format!("/tasks/{bobs}\">")), "{}", f.body);
+    assert!(f.body.contains(&format!("/tasks/{hers}\">")), "{}", f.body);
+    assert!(!f.body.contains(&quiet.to_string()), "{}", f.body);
+    assert!(
+        f.body.contains("Only tasks with a failed delivery"),
+        "{}",
+        f.body
+    );
+    let p = d.get(&format!("/tasks/{bobs}"), Some(&root)).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(
+        p.body
+            .contains(r#"<section id="task-deliveries" data-live"#),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(r#"<tr class="dlv-row dlv-failed">"#),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("gave up after"), "{}", p.body);
+    assert!(p.body.contains("<code>billing</code>"), "{}", p.body);
+    let p = d.get(&format!("/tasks/{quiet}"), Some(&root)).await;
+    assert!(
+        p.body.contains(
+            r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#
+        ),
+        "{}",
+        p.body
+    );
+
+    // The reviewer sees only her own task's failure; Bob's stays invisible everywhere.
+    let (alice, _) = d.sign_in("alice", PASSWORD).await;
+    let q = d.get("/tasks", Some(&alice)).await;
+    assert!(
+        q.body.contains(chip) && q.body.contains("1 failed delivery</a>"),
+        "{}",
+        q.body
+    );
+    assert!(q.body.contains(&badge(hers)), "{}", q.body);
+    assert!(
+        !q.body.contains(&bobs.to_string()) && !q.body.contains("hidden refund"),
+        "{}",
+        q.body
+    );
+    let f = d
+        .get("/tasks?status=all&deliveries=failed", Some(&alice))
+        .await;
+    assert!(f.body.contains(&badge(hers)), "{}", f.body);
+    assert!(!f.body.contains(&bobs.to_string()), "{}", f.body);
+    assert!(!f.body.contains(&quiet.to_string()), "{}", f.body);
+    let p = d.get(&format!("/tasks/{bobs}"), Some(&alice)).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(
+        !p.body.contains("gave up") && !p.body.contains("billing"),
+        "{}",
+        p.body
+    );
+    let p = d.get(&format!("/tasks/{hers}"), Some(&alice)).await;
+    assert!(
+        p.body.contains(r#"<tr class="dlv-row dlv-failed">"#),
+        "{}",
+        p.body
+    );
+    d.shutdown().await;
+}
+
 conformance!(
     quorum_votes_in_the_dashboard,
+    failed_deliveries_show_to_those_who_may_see_the_task,
     setup_link_creates_the_admin_once,
     sign_in_is_throttled_and_sign_out_ends_the_session,
     posts_need_csrf_and_a_live_session,

@@ -585,6 +585,34 @@ async fn misconfigured_channels_fail_loudly() {
     let (code, out) = run(&["channels", "check"], &down);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot connect"), "{out}");
+    // Callbacks: both halves or neither; a bad allow entry names itself.
+    let half = [("INLOOP_CALLBACK_ALLOW", "http://127.0.0.1:")];
+    let (code, out) = run(&["serve", "--bind", "127.0.0.1:0"], &half);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("INLOOP_CALLBACK_SECRET"), "{out}");
+    let plain = [
+        ("INLOOP_CALLBACK_ALLOW", "http://engine.internal/hooks/"),
+        ("INLOOP_CALLBACK_SECRET", secret),
+    ];
+    let (code, out) = run(&["channels", "check"], &plain);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("http://engine.internal/hooks/") && out.contains("https"),
+        "{out}"
+    );
+    let both = [
+        (
+            "INLOOP_CALLBACK_ALLOW",
+            "http://127.0.0.1:,https://engine.internal/hooks/",
+        ),
+        ("INLOOP_CALLBACK_SECRET", secret),
+    ];
+    let (code, out) = run(&["channels", "check"], &both);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ok  callbacks -> http://127.0.0.1:*/, https://engine.internal:443/hooks/"),
+        "{out}"
+    );
     let (code, out) = run(&["channels", "secret"], &[]);
     assert_eq!(code, Some(0));
     assert!(

@@ -32,6 +32,7 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> M: ...
 
 
@@ -49,6 +50,7 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> Any: ...
 
 
@@ -65,6 +67,7 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> Any:
     """Asks a person and waits for the answer, durably.
 
@@ -79,6 +82,9 @@ async def await_human(
     ``rejected(reason)`` or ``inconclusive(reason)``. A rejection sends the task back to the
     person with the reason and keeps waiting; an exception in ``fn`` is inconclusive (the
     fail policy of ``verification`` decides; fail-closed by default).
+
+    ``callback_url`` also sends the task's end (any end) to that URL as a signed
+    ``task.ended`` event, for a system other than this agent (see :meth:`Client.create`).
 
     Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered (never a made-up
     denial), :class:`inloop.Cancelled` when the task is cancelled,
@@ -109,6 +115,7 @@ async def await_human(
         namespace,
         None,
         verification,
+        callback_url,
     )
     if verifier is None:
         return parse_response(response, await client._ask(request))
@@ -181,6 +188,7 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> M: ...
 
 
@@ -198,6 +206,7 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> Any: ...
 
 
@@ -214,6 +223,7 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    callback_url: str | None = None,
 ) -> Any:
     """:func:`await_human` for synchronous code (a script, a worker thread).
 
@@ -246,5 +256,6 @@ def await_human_sync(
             client=client,
             verification=verification,
             verifier=verifier,
+            callback_url=callback_url,
         )
     )

@@ -141,6 +141,7 @@ class Client:
         namespace: str | None = None,
         payload_schema: dict[str, Any] | None = None,
         verification: Verification | None = None,
+        callback_url: str | None = None,
     ) -> Task:
         """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
 
@@ -149,6 +150,13 @@ class Client:
         model class or a JSON Schema dict. ``verification`` (see :mod:`inloop.verifiers`) has
         the core check every answer with rules and an LLM verifier. The same key with a
         different title, payload, schema or verification raises :class:`inloop.KeyReused`.
+
+        ``callback_url`` (an http(s) URL) receives the task's end, answered, timed out,
+        cancelled or verification exhausted, as the signed ``task.ended`` event webhooks get
+        (check it with :func:`inloop.webhooks.verify_webhook` and the server's callback
+        secret). ``inloop serve`` delivers only URLs its ``[callbacks] allow`` list permits;
+        through a server, any other URL raises :class:`inloop.InvalidArgument` here. It is not
+        part of the digest: a replayed key keeps the task's first callback.
 
         Example::
 
@@ -167,6 +175,7 @@ class Client:
             namespace,
             payload_schema,
             verification,
+            callback_url,
         )
         engine = await self._native()
         out = json.loads(await engine.create(request))
@@ -185,6 +194,7 @@ class Client:
         namespace: str | None,
         payload_schema: dict[str, Any] | None = None,
         verification: Verification | None = None,
+        callback_url: str | None = None,
     ) -> str:
         body, model_schema = payload_parts(payload)
         return _dumps(
@@ -200,6 +210,7 @@ class Client:
                 "timeout_ms": _timeout_ms(timeout),
                 "requested_by": requested_by,
                 "verification": None if verification is None else verification.to_json(),
+                "callback_url": callback_url,
             }
         )
 

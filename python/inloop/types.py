@@ -64,6 +64,8 @@ class Task:
     #: Why each rejected answer was rejected (``attempt``, ``verifier``, ``reason``, ``by``,
     #: ``at``), oldest first.
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    #: Where the task's end is POSTed (a signed ``task.ended`` event), as stored (normalized).
+    callback_url: str | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any], created: bool | None = None) -> Task:
@@ -97,6 +99,7 @@ class Task:
             verification=d.get("verification"),
             attempts=int(d.get("attempts") or 0),
             rejections=list(d.get("rejections") or []),
+            callback_url=d.get("callback_url"),
         )
 
 

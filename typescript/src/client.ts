@@ -130,6 +130,14 @@ export interface TaskRequest<S extends Schema = Schema> {
   namespace?: string;
   /** How the core verifies answers: rules and an LLM (see `verifiers`). */
   verification?: Verification;
+  /**
+   * An http(s) URL that receives the task's end (answered, timed out, cancelled, verification
+   * exhausted) as the signed `task.ended` event webhooks get; check it with `verifyWebhook`
+   * and the server's callback secret. `inloop serve` delivers only URLs its `[callbacks] allow`
+   * list permits (through a server, others reject with `InvalidArgument` at creation). Not part
+   * of the digest: a replayed key keeps the task's first callback.
+   */
+  callbackUrl?: string;
 }
 
 /** Options of `Client.create`. */
@@ -297,6 +305,9 @@ export class Client {
       throw new InvalidArgument("payload is required (use null for none)");
     }
     if (req.key !== undefined && typeof req.key !== "string") throw new InvalidArgument("key must be a string");
+    if (req.callbackUrl !== undefined && typeof req.callbackUrl !== "string") {
+      throw new InvalidArgument("callbackUrl must be a string");
+    }
     const timeout = timeoutMs(req.timeout);
     const payload = parsePayload(req.payloadSchema, req.payload);
     const body = {
@@ -312,6 +323,7 @@ export class Client {
       timeout_ms: timeout ?? null,
       requested_by: req.requestedBy ?? null,
       verification: req.verification ?? null,
+      callback_url: req.callbackUrl ?? null,
     };
     return toJsonText(body, "payload");
   }

@@ -53,6 +53,8 @@ export interface Task {
   readonly attempts: number;
   /** Why each rejected answer was rejected, oldest first. */
   readonly rejections: Rejection[];
+  /** Where the task's end is POSTed (a signed `task.ended` event), as stored (normalized). */
+  readonly callbackUrl: string | null;
   /**
    * On the result of `Client.create`: `true` when that call created the task, `false` when
    * its key already named it (a replay). `undefined` elsewhere.
@@ -157,6 +159,7 @@ export function taskFromJson(v: unknown, created?: boolean): Task {
       d["verification"] == null ? null : (obj(d["verification"], "verification") as Record<string, unknown>),
     attempts: typeof d["attempts"] === "number" ? d["attempts"] : 0,
     rejections: Array.isArray(d["rejections"]) ? (d["rejections"] as Rejection[]) : [],
+    callbackUrl: optStr(d["callback_url"]),
     ...(created === undefined ? {} : { created }),
   };
   return task;

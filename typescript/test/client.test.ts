@@ -108,3 +108,34 @@ scenario("concurrent first calls share one engine", async (env) => {
   // Reopens on use.
   assert.equal((await c.list()).items.length, 0);
 });
+
+scenario("callbackUrl in direct mode: stored normalized, its form checked", async (env) => {
+  const c = env.client();
+  // Direct mode cannot know the server's allow-list: any well-formed http(s) URL is stored
+  // (the server's dispatcher refuses to send what its list does not allow).
+  const t = await c.create({
+    title: "Approve?",
+    payload: {},
+    responseSchema: Ok,
+    callbackUrl: "https://Engine.Internal:443/hooks/./done",
+  });
+  assert.equal(t.callbackUrl, "https://engine.internal/hooks/done");
+  assert.equal((await c.get(t.id)).callbackUrl, "https://engine.internal/hooks/done");
+  assert.equal((await c.create({ title: "No callback", payload: {}, responseSchema: Ok })).callbackUrl, null);
+  for (const [url, why] of [
+    ["ftp://engine.internal/x", /http or https/],
+    ["/relative", /absolute URL/],
+    ["https://user:pw@engine.internal/", /credentials/],
+    [`https://engine.internal/${"a".repeat(2100)}`, /2048/],
+  ] as const) {
+    await assert.rejects(
+      c.create({ title: "Approve?", payload: {}, responseSchema: Ok, callbackUrl: url }),
+      (e: unknown) => e instanceof InvalidArgument && why.test(e.message),
+      url,
+    );
+  }
+  await assert.rejects(
+    c.create({ title: "Approve?", payload: {}, responseSchema: Ok, callbackUrl: 42 as unknown as string }),
+    InvalidArgument,
+  );
+});

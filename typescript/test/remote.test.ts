@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,8 +23,10 @@ import {
   ConfigError,
   InloopError,
   InvalidAnswer,
+  InvalidArgument,
   TimedOut,
   awaitHuman,
+  verifyWebhook,
   type Task,
 } from "../src/index.js";
 import { sleep } from "./helpers.js";
@@ -79,13 +82,14 @@ class Server {
     readonly databaseUrl: string,
     readonly port: number,
     dir: string,
+    readonly extraEnv: Record<string, string> = {},
   ) {
     this.url = `http://127.0.0.1:${port}`;
     this.#log = join(dir, "serve.log");
   }
 
   env(): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, INLOOP_DATABASE_URL: this.databaseUrl };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.extraEnv, INLOOP_DATABASE_URL: this.databaseUrl };
     delete env["INLOOP_URL"];
     delete env["INLOOP_API_KEY"];
     return env;
@@ -161,12 +165,18 @@ interface Remote {
 
 const PG_URL = process.env["INLOOP_TEST_PG_URL"];
 
-/** Registers `name` on SQLite (a temp file) and, with INLOOP_TEST_PG_URL, on PostgreSQL. */
-function remote(name: string, fn: (r: Remote) => Promise<void>, timeoutMs = 60_000): void {
+/** Registers `name` on SQLite (a temp file) and, with INLOOP_TEST_PG_URL, on PostgreSQL; the
+ * server gets `extraEnv` too. */
+function remote(
+  name: string,
+  fn: (r: Remote) => Promise<void>,
+  timeoutMs = 60_000,
+  extraEnv: Record<string, string> = {},
+): void {
   test(`${name} [remote sqlite]`, { timeout: timeoutMs }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "inloop-ts-remote-"));
     try {
-      await withServer(`sqlite://${dir}/x.db`, dir, fn);
+      await withServer(`sqlite://${dir}/x.db`, dir, fn, extraEnv);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -177,7 +187,7 @@ function remote(name: string, fn: (r: Remote) => Promise<void>, timeoutMs = 60_0
     test(`${name} [remote postgres]`, { timeout: timeoutMs }, async () => {
       const dir = mkdtempSync(join(tmpdir(), "inloop-ts-remote-"));
       try {
-        await withServer(PG_URL, dir, fn);
+        await withServer(PG_URL, dir, fn, extraEnv);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -185,8 +195,13 @@ function remote(name: string, fn: (r: Remote) => Promise<void>, timeoutMs = 60_0
   }
 }
 
-async function withServer(databaseUrl: string, dir: string, fn: (r: Remote) => Promise<void>): Promise<void> {
-  const server = new Server(inloopCli(), databaseUrl, await freePort(), dir);
+async function withServer(
+  databaseUrl: string,
+  dir: string,
+  fn: (r: Remote) => Promise<void>,
+  extraEnv: Record<string, string> = {},
+): Promise<void> {
+  const server = new Server(inloopCli(), databaseUrl, await freePort(), dir, extraEnv);
   const clients: Client[] = [];
   try {
     await server.start();
@@ -410,3 +425,96 @@ remote("INLOOP_URL + INLOOP_API_KEY select remote mode, also for awaitHuman's de
     });
   }
 });
+
+/** An HTTP receiver on 127.0.0.1 recording every POST (headers and raw body). */
+async function receiver(): Promise<{
+  origin: string;
+  hits: { headers: Record<string, string>; body: Buffer }[];
+  close(): Promise<void>;
+}> {
+  const hits: { headers: Record<string, string>; body: Buffer }[] = [];
+  const srv = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
+      hits.push({ headers, body: Buffer.concat(chunks) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const addr = srv.address();
+  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    hits,
+    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
+  };
+}
+
+const CALLBACK_SECRET = `whsec_${randomBytes(32).toString("base64")}`;
+
+remote(
+  "callbackUrl: the end reaches the URL signed; a URL the server does not allow is refused",
+  async (r) => {
+    const rx = await receiver();
+    try {
+      const agent = r.client();
+      await assert.rejects(
+        awaitHuman({
+          title: "Quick?",
+          payload: { n: 1 },
+          responseSchema: DECISION_SCHEMA,
+          timeout: 300,
+          client: agent,
+          callbackUrl: `${rx.origin}/cb/timed-out`,
+        }),
+        TimedOut,
+      );
+      const task = await agent.create({
+        title: "Approve?",
+        payload: { n: 2 },
+        responseSchema: DECISION_SCHEMA,
+        callbackUrl: `${rx.origin}/cb/./x/../cancelled`,
+      });
+      assert.equal(task.callbackUrl, `${rx.origin}/cb/cancelled`);
+      await agent.cancel(task.id, { by: "ops", reason: "not needed" });
+      const until = Date.now() + 20_000;
+      while (rx.hits.length < 2) {
+        if (Date.now() > until) throw new Error(`${rx.hits.length} of 2 callbacks arrived`);
+        await sleep(20);
+      }
+      await sleep(200);
+      assert.equal(rx.hits.length, 2);
+      const statuses = new Set<string>();
+      for (const h of rx.hits) {
+        verifyWebhook(CALLBACK_SECRET, h.headers, h.body);
+        const event = JSON.parse(h.body.toString("utf8")) as { type: string; data: { task: { status: string } } };
+        assert.equal(event.type, "task.ended");
+        statuses.add(event.data.task.status);
+      }
+      assert.deepEqual([...statuses].sort(), ["cancelled", "timed_out"]);
+      const first = rx.hits[0];
+      assert.ok(first !== undefined);
+      assert.throws(
+        () => verifyWebhook(CALLBACK_SECRET, first.headers, Buffer.concat([first.body, Buffer.from(" ")])),
+        (e: unknown) => e instanceof InloopError && e.code === "unauthorized",
+      );
+      for (const url of ["https://evil.example/cb/", `${rx.origin}/other`, "ftp://127.0.0.1/cb/"]) {
+        await assert.rejects(
+          agent.create({ title: "Approve?", payload: {}, responseSchema: DECISION_SCHEMA, callbackUrl: url }),
+          (e: unknown) => e instanceof InvalidArgument && /callback_url/.test(e.message),
+        );
+      }
+    } finally {
+      await rx.close();
+    }
+  },
+  60_000,
+  {
+    INLOOP_CALLBACK_ALLOW: "http://127.0.0.1:*/cb/",
+    INLOOP_CALLBACK_SECRET: CALLBACK_SECRET,
+    INLOOP_CHANNEL_POLL_MS: "50",
+  },
+);

@@ -38,3 +38,4 @@ CREATE TABLE inloop_outbox (
 INSERT INTO inloop_outbox SELECT * FROM inloop_outbox_v6;
 DROP TABLE inloop_outbox_v6;
 CREATE INDEX inloop_outbox_due ON inloop_outbox (next_at) WHERE state = 'pending';
+CREATE INDEX inloop_outbox_failed ON inloop_outbox (task_id) WHERE state = 'failed';

@@ -8,6 +8,9 @@
 //! row's idempotency key, and settle them: done (a `delivered` audit row), retried with
 //! exponential backoff, or given up after the retry horizon (a `delivery_failed` audit row).
 //! A dispatcher that dies loses its lease; another one redelivers with the same key.
+//!
+//! A task's `callback_url` rides the same outbox ([`callback`]): its end is one more `ended`
+//! row (channel `callback`, target the URL), POSTed only if this server's allow-list permits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,12 +19,13 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::config::ChannelsConfig;
+use crate::config::{CallbacksConfig, ChannelsConfig, FileConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Task, now_ms};
 use crate::store::outbox::{self, Claimed, Finish};
 
+pub mod callback;
 pub mod email;
 pub mod sign;
 pub mod slack;
@@ -124,14 +128,29 @@ pub struct Settings {
     pub webhooks: BTreeMap<String, webhook::Endpoint>,
     pub email: Option<email::EmailSettings>,
     pub slack: Option<slack::SlackSettings>,
+    /// Completion callbacks (`[callbacks]`); `None`: off, every callback is refused.
+    pub callbacks: Option<callback::CallbackSettings>,
 }
 
 impl Settings {
     /// Reads the `[channels]` table and the `INLOOP_*` variables in `env` (which win), checks
     /// everything: a bad URL, a weak secret or half a configuration is an [`Error::Config`]
     /// naming the key. `public_url` is where e-mail links point.
+    /// Callbacks come from the `INLOOP_CALLBACK_*` variables only here (see
+    /// [`Settings::resolve_with_callbacks`] for the `[callbacks]` table).
     pub fn resolve(
         file: Option<&ChannelsConfig>,
+        env: &BTreeMap<String, String>,
+        public_url: Option<&str>,
+    ) -> Result<Settings> {
+        Self::resolve_with_callbacks(file, None, env, public_url)
+    }
+
+    /// [`Settings::resolve`] plus the `[callbacks]` table (merged with `INLOOP_CALLBACK_ALLOW`
+    /// and `INLOOP_CALLBACK_SECRET`, which win).
+    pub fn resolve_with_callbacks(
+        file: Option<&ChannelsConfig>,
+        callbacks: Option<&CallbacksConfig>,
         env: &BTreeMap<String, String>,
         public_url: Option<&str>,
     ) -> Result<Settings> {
@@ -174,11 +193,13 @@ impl Settings {
         let webhooks = webhook::resolve(&file.webhooks, env)?;
         let email = email::resolve(file.email.as_ref(), env, public_url)?;
         let slack = slack::resolve(file.slack.as_ref(), env, public_url)?;
+        let callbacks = callback::resolve(callbacks, env)?;
         Ok(Settings {
             dispatch,
             webhooks,
             email,
             slack,
+            callbacks,
         })
     }
 
@@ -187,13 +208,35 @@ impl Settings {
         Self::resolve(file, &std::env::vars().collect(), public_url)
     }
 
+    /// The `[channels]` and `[callbacks]` tables of a configuration file, with the process
+    /// environment (what `inloop serve` and `inloop channels check` use).
+    pub fn from_config(file: &FileConfig, public_url: Option<&str>) -> Result<Settings> {
+        Self::resolve_with_callbacks(
+            file.channels.as_ref(),
+            file.callbacks.as_ref(),
+            &std::env::vars().collect(),
+            public_url,
+        )
+    }
+
     /// Names of what is configured (`webhook:billing`, `email`), for logs and `channels check`.
     pub fn describe(&self) -> Vec<String> {
-        let out: Vec<String> = self
+        let mut out: Vec<String> = self
             .webhooks
             .keys()
             .map(|n| format!("webhook:{n}"))
             .collect();
+        if let Some(c) = &self.callbacks {
+            out.push(format!(
+                "callbacks ({} allowed prefix{})",
+                c.allow.entries().len(),
+                if c.allow.entries().len() == 1 {
+                    ""
+                } else {
+                    "es"
+                }
+            ));
+        }
         out
     }
 }
@@ -205,6 +248,7 @@ pub struct Channels {
     webhook: webhook::Webhooks,
     email: Option<email::Email>,
     slack: Option<slack::Slack>,
+    callback: Option<callback::Callbacks>,
 }
 
 impl Channels {
@@ -215,7 +259,20 @@ impl Channels {
             webhook: webhook::Webhooks::new(settings.webhooks)?,
             email: settings.email.map(email::Email::new).transpose()?,
             slack: settings.slack.map(slack::Slack::new).transpose()?,
+            callback: settings
+                .callbacks
+                .map(callback::Callbacks::new)
+                .transpose()?,
         })
+    }
+
+    /// The callback URLs this server delivers to (empty when callbacks are off): what its
+    /// REST API checks at creation ([`crate::Engine::with_callback_allow`]).
+    pub fn callback_allow(&self) -> callback::AllowList {
+        self.callback
+            .as_ref()
+            .map(|c| c.allow().clone())
+            .unwrap_or_default()
     }
 
     /// The channel for a notify kind, or why there is none.
@@ -233,6 +290,15 @@ impl Channels {
                 None => Err(DeliveryError::permanent(
                     "the slack channel is not configured on this server (INLOOP_SLACK_BOT_TOKEN)",
                 )),
+            },
+            outbox::CALLBACK => match &self.callback {
+                Some(c) => Ok(c),
+                None => Err(DeliveryError::permanent(format!(
+                    "callbacks are not configured on this server ([callbacks] allow and secret, \
+                     or {} and {}); nothing was sent",
+                    callback::ALLOW_ENV,
+                    callback::SECRET_ENV
+                ))),
             },
             other => Err(DeliveryError::permanent(format!(
                 "no channel {other:?} on this server (known: webhook, email, slack)"
@@ -258,6 +324,9 @@ impl Channels {
         }
         if let Some(s) = &self.slack {
             out.extend(s.check().await?);
+        }
+        if let Some(c) = &self.callback {
+            out.extend(c.check().await?);
         }
         Ok(out)
     }

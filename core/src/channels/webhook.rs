@@ -71,7 +71,7 @@ impl Endpoint {
 }
 
 /// Decodes a `whsec_<base64>` secret (at least 24 bytes).
-fn parse_secret(secret: &str) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn parse_secret(secret: &str) -> std::result::Result<Vec<u8>, String> {
     let Some(b64) = secret.trim().strip_prefix("whsec_") else {
         return Err("the secret must look like whsec_<base64> (Standard Webhooks)".into());
     };
@@ -266,14 +266,53 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(endpoints: BTreeMap<String, Endpoint>) -> Result<Webhooks> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("inloop/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the webhook HTTP client: {e}")))?;
-        Ok(Webhooks { endpoints, http })
+        Ok(Webhooks {
+            endpoints,
+            http: http_client()?,
+        })
+    }
+}
+
+/// The HTTP client of webhooks and callbacks: 10 s per request, redirects never followed (a
+/// redirect could lead anywhere, past the allow-list).
+pub(crate) fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("inloop/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the webhook HTTP client: {e}")))
+}
+
+/// POSTs the job's event to `url`, signed with `key` the Standard Webhooks way: any 2xx is
+/// delivered; anything else (or no answer) is worth a retry.
+pub(crate) async fn post_signed(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    key: &[u8],
+    job: &Job<'_>,
+) -> std::result::Result<Option<Value>, DeliveryError> {
+    let body = event_body(job);
+    let ts = crate::model::now_ms() / 1000;
+    let sig = signature(key, job.idem_key, ts, &body);
+    let resp = http
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", job.idem_key)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| DeliveryError::transient(format!("POST {url}: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(Some(json!({ "status": status.as_u16() })))
+    } else {
+        Err(DeliveryError::transient(format!(
+            "POST {url} answered {status}"
+        )))
     }
 }
 
@@ -286,29 +325,7 @@ impl Channel for Webhooks {
                 job.target
             )));
         };
-        let body = event_body(job);
-        let ts = crate::model::now_ms() / 1000;
-        let sig = signature(&ep.key, job.idem_key, ts, &body);
-        let resp = self
-            .http
-            .post(ep.url.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", job.idem_key)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sig)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transient(format!("POST {}: {e}", ep.url)))?;
-        let status = resp.status();
-        if status.is_success() {
-            Ok(Some(json!({ "status": status.as_u16() })))
-        } else {
-            Err(DeliveryError::transient(format!(
-                "POST {} answered {status}",
-                ep.url
-            )))
-        }
+        post_signed(&self.http, &ep.url, &ep.key, job).await
     }
 
     async fn check(&self) -> crate::Result<Vec<String>> {

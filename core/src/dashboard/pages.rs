@@ -14,6 +14,7 @@ use super::payload;
 use super::view::{Flash, LoginView, QueueView, SetupView, TaskView, Viewer};
 use crate::model::{AuditEvent, Status, Task, format_ms};
 use crate::policy::{self, OnTimeout, RejectOn};
+use crate::store::outbox::Delivery;
 use crate::users::Role;
 
 const ALL_STATUSES: [Status; 5] = [
@@ -130,12 +131,21 @@ fn csrf(v: &Viewer) -> Markup {
 // Queue.
 
 /// `/tasks?...` with the given filters (empty ones left out).
-fn queue_href(status: &str, assignee: &str, key: &str, cursor: Option<&str>) -> String {
+fn queue_href(
+    status: &str,
+    assignee: &str,
+    key: &str,
+    failed: bool,
+    cursor: Option<&str>,
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     for (k, v) in [("status", status), ("assignee", assignee), ("key", key)] {
         if !v.is_empty() {
             q.append_pair(k, v);
         }
+    }
+    if failed {
+        q.append_pair("deliveries", "failed");
     }
     if let Some(c) = cursor {
         q.append_pair("cursor", c);
@@ -162,14 +172,25 @@ pub fn queue(v: &QueueView) -> Markup {
             (s.as_str(), status_label(*s), n)
         })
         .chain([("all", "All", total)]);
-    let filtered = !assignee.is_empty() || !key.is_empty();
+    let failed = f.failed_only();
+    let filtered = !assignee.is_empty() || !key.is_empty() || failed;
     let body = html! {
         div.page-head {
             h1 { "Tasks" }
+            div.alerts #queue-alerts data-live {
+                @if v.failed_total > 0 {
+                    a.chip.dlv-failed href=(queue_href("all", assignee, key, true, None))
+                        aria-current=[failed.then_some("page")]
+                        title="Deliveries the outbox gave up on: open a task to see why" {
+                        span.chip-mark aria-hidden="true" { "!" }
+                        (deliveries_failed_words(v.failed_total))
+                    }
+                }
+            }
         }
         nav.tabs #queue-counts data-live aria-label="Status" {
             @for (name, label, n) in tabs {
-                a class={"tab st-" (name)} href=(queue_href(name, assignee, key, None))
+                a class={"tab st-" (name)} href=(queue_href(name, assignee, key, failed, None))
                     aria-current=[(name == current).then_some("page")] {
                     (label) " " span.count { (n) }
                 }
@@ -177,6 +198,7 @@ pub fn queue(v: &QueueView) -> Markup {
         }
         form.filters method="get" action="/tasks" role="search" {
             input type="hidden" name="status" value=(current);
+            @if failed { input type="hidden" name="deliveries" value="failed"; }
             div.filter {
                 label for="q-assignee" { "Assignee" }
                 input #q-assignee type="text" name="assignee" value=(assignee)
@@ -188,7 +210,13 @@ pub fn queue(v: &QueueView) -> Markup {
             }
             div.filter-actions {
                 button.btn.secondary type="submit" { "Filter" }
-                @if filtered { a.clear href=(queue_href(current, "", "", None)) { "Clear" } }
+                @if filtered { a.clear href=(queue_href(current, "", "", false, None)) { "Clear" } }
+            }
+        }
+        @if failed {
+            p.filter-note role="status" {
+                "Only tasks with a failed delivery. "
+                a href=(queue_href(current, assignee, key, false, None)) { "Show every task" }
             }
         }
         div #queue-list data-live {
@@ -198,7 +226,8 @@ pub fn queue(v: &QueueView) -> Markup {
                         @if current == "pending" { "Nothing waiting for you." } @else { "No tasks here." }
                     }
                     p.muted {
-                        @if filtered { "No task matches these filters." }
+                        @if failed { "No task here has a failed delivery." }
+                        @else if filtered { "No task matches these filters." }
                         @else if current == "pending" { "New requests from agents appear here as they arrive." }
                         @else { "Tasks with this status will be listed here." }
                     }
@@ -210,12 +239,12 @@ pub fn queue(v: &QueueView) -> Markup {
                         th scope="col" { "Assigned to" } th scope="col" { "Claimed by" }
                         th scope="col" { "Created" } th scope="col" { "Deadline" }
                     } }
-                    tbody { @for t in v.tasks { (queue_row(t)) } }
+                    tbody { @for t in v.tasks { (queue_row(t, v.failed.get(&t.id).copied().unwrap_or(0))) } }
                 }
             }
             @if let Some(c) = v.next_cursor {
                 nav.pager aria-label="Pages" {
-                    a.btn.secondary href=(queue_href(current, assignee, key, Some(c))) rel="next" { "Older →" }
+                    a.btn.secondary href=(queue_href(current, assignee, key, failed, Some(c))) rel="next" { "Older →" }
                 }
             }
         }
@@ -223,9 +252,14 @@ pub fn queue(v: &QueueView) -> Markup {
     layout("Tasks", Some(v.viewer), Main::default(), body)
 }
 
-fn queue_row(t: &Task) -> Markup {
+/// "1 failed delivery", "3 failed deliveries".
+fn deliveries_failed_words(n: u64) -> String {
+    format!("{n} failed deliver{}", if n == 1 { "y" } else { "ies" })
+}
+
+fn queue_row(t: &Task, failed: u64) -> Markup {
     html! {
-        tr {
+        tr class=[(failed > 0).then_some("has-failed")] {
             td.title data-label="Task" {
                 a href=(format!("/tasks/{}", t.id)) { (t.title) }
                 div.sub { span.ns { (t.namespace) } " · " code { (t.key) } }
@@ -235,6 +269,13 @@ fn queue_row(t: &Task) -> Markup {
                 @if let (Status::Pending, Some(a)) = (t.status, t.policy.as_ref().and_then(|p| p.approvers.as_ref())) {
                     @if a.required > 1 {
                         " " span.votes-count title="Approvals so far" { (policy::tally(&t.votes).0) "/" (a.required) }
+                    }
+                }
+                @if failed > 0 {
+                    " "
+                    a.badge.dlv-failed href=(format!("/tasks/{}#task-deliveries", t.id))
+                        title="The outbox gave up on a delivery of this task" {
+                        (deliveries_failed_words(failed))
                     }
                 }
             }
@@ -284,6 +325,9 @@ pub fn task(v: &TaskView) -> Markup {
         }
         section #task-respond data-respond {
             @if !t.status.is_final() { (respond(v)) }
+        }
+        section #task-deliveries data-live aria-label="Deliveries" {
+            @if !v.deliveries.is_empty() { (deliveries(v.deliveries)) }
         }
         section.card #task-audit data-live {
             h2 { "Timeline" }
@@ -522,6 +566,63 @@ fn respond(v: &TaskView) -> Markup {
                     }
                     p.hint { "The waiting agent is told the task was cancelled, with this reason." }
                     button.btn.danger type="submit" { "Cancel task" }
+                }
+            }
+        }
+    }
+}
+
+/// Words for an outbox row's event.
+fn delivery_event_words(d: &Delivery) -> &'static str {
+    match (d.channel.as_str(), d.event.as_str()) {
+        (crate::store::outbox::CALLBACK, _) => "Outcome (callback)",
+        (_, "created") => "New task",
+        (_, "ended") => "Outcome",
+        _ => "Event",
+    }
+}
+
+/// The task's deliveries: where it was sent, and how that went. Failed rows stand out.
+fn deliveries(list: &[Delivery]) -> Markup {
+    let failed = list.iter().filter(|d| d.state == "failed").count() as u64;
+    html! {
+        div.card.deliveries {
+            h2 {
+                "Deliveries"
+                @if failed > 0 { " " span.badge.dlv-failed { (deliveries_failed_words(failed)) } }
+            }
+            table.data.dlv {
+                thead { tr {
+                    th scope="col" { "Channel" } th scope="col" { "Target" }
+                    th scope="col" { "Event" } th scope="col" { "State" }
+                    th scope="col" { "Attempts" } th scope="col" { "Last error" }
+                } }
+                tbody {
+                    @for d in list {
+                        tr class={"dlv-row dlv-" (css_word(&d.state))} {
+                            td data-label="Channel" { (d.channel) }
+                            td.dlv-target data-label="Target" { code { (d.target) } }
+                            td data-label="Event" { (delivery_event_words(d)) }
+                            td data-label="State" {
+                                @match d.state.as_str() {
+                                    "done" => span.dlv-state.ok { "Delivered" @if let Some(at) = d.done_at { " " (time(at)) } },
+                                    "failed" => span.dlv-state.err { "Failed" @if let Some(at) = d.done_at { " " (time(at)) } },
+                                    "skipped" => span.dlv-state.muted { "Skipped" },
+                                    _ => {
+                                        @if d.attempts > 0 {
+                                            span.dlv-state { "Retrying · next " (time(d.next_at)) }
+                                        } @else {
+                                            span.dlv-state { "Waiting" }
+                                        }
+                                    }
+                                }
+                            }
+                            td data-label="Attempts" { (d.attempts) }
+                            td.dlv-error data-label="Last error" {
+                                @match &d.last_error { Some(e) => (e), None => span.muted { "—" } }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -817,6 +918,25 @@ mod tests {
             policy: None,
             votes: vec![],
             timers: vec![],
+            callback_url: None,
+        }
+    }
+
+    fn delivery(channel: &str, target: &str, state: &str, error: Option<&str>) -> Delivery {
+        Delivery {
+            id: 1,
+            task_id: Uuid::nil(),
+            channel: channel.into(),
+            target: target.into(),
+            event: "ended".into(),
+            idempotency_key: "dlv_x".into(),
+            state: state.into(),
+            attempts: 3,
+            next_at: T0,
+            last_error: error.map(str::to_string),
+            result: None,
+            created_at: T0,
+            done_at: Some(T0 + 1000),
         }
     }
 
@@ -883,6 +1003,7 @@ mod tests {
             viewer: &v,
             task: t,
             audit,
+            deliveries: &[],
             may,
             form,
             flash: None,
@@ -908,6 +1029,8 @@ mod tests {
             filter,
             tasks,
             next_cursor: next,
+            failed: &Default::default(),
+            failed_total: 0,
         })
         .into_string()
     }
@@ -997,6 +1120,7 @@ mod tests {
             assignee: Some("bob & co".into()),
             key: Some("refund-".into()),
             cursor: Some("c1".into()),
+            deliveries: None,
         };
         let h = queue_page(&[task(Status::Completed)], &f, Some("next=1"));
         assert!(
@@ -1022,6 +1146,119 @@ mod tests {
             "{h}"
         );
         assert!(!h.contains("Older"), "{h}");
+    }
+
+    #[test]
+    fn failed_deliveries_show_on_the_queue_and_the_task_page() {
+        let t = task(Status::Pending);
+        let mut quiet = task(Status::Completed);
+        quiet.id = Uuid::from_u128(2);
+        let v = viewer(Role::Reviewer);
+        let c = counts();
+        let failed = [(t.id, 2_u64)].into_iter().collect();
+        let queue = |filter: &QueueFilter, total| {
+            super::queue(&QueueView {
+                viewer: &v,
+                counts: &c,
+                filter,
+                tasks: &[t.clone(), quiet.clone()],
+                next_cursor: None,
+                failed: &failed,
+                failed_total: total,
+            })
+            .into_string()
+        };
+        let h = queue(&QueueFilter::default(), 3);
+        assert_csp_clean_layout(&h);
+        // The header chip links to the filter; the row's badge to the task's deliveries.
+        assert!(
+            h.contains(r#"<div class="alerts" id="queue-alerts" data-live><a class="chip dlv-failed" href="/tasks?status=all&amp;deliveries=failed""#),
+            "{h}"
+        );
+        assert!(h.contains("3 failed deliveries</a>"), "{h}");
+        assert!(
+            h.contains(&format!(
+                r#"<a class="badge dlv-failed" href="/tasks/{}#task-deliveries""#,
+                t.id
+            )),
+            "{h}"
+        );
+        assert_eq!(h.matches("class=\"badge dlv-failed\"").count(), 1, "{h}");
+        assert!(h.contains("2 failed deliveries"), "{h}");
+        // Nothing failed: no chip (the live region stays, empty).
+        let h = queue(&QueueFilter::default(), 0);
+        assert!(
+            h.contains(r#"<div class="alerts" id="queue-alerts" data-live></div>"#),
+            "{h}"
+        );
+        // The filter keeps itself across tabs and the form, and says how to leave it.
+        let f = QueueFilter {
+            deliveries: Some("failed".into()),
+            ..Default::default()
+        };
+        let h = queue(&f, 1);
+        assert!(h.contains("1 failed delivery</a>"), "{h}");
+        assert!(
+            h.contains(r#"href="/tasks?status=completed&amp;deliveries=failed""#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<input type="hidden" name="deliveries" value="failed">"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<a href="/tasks?status=pending">Show every task</a>"#),
+            "{h}"
+        );
+
+        let list = [
+            delivery(
+                "webhook",
+                "billing",
+                "failed",
+                Some("gave up after 5 attempts: 500"),
+            ),
+            delivery("callback", "https://engine.internal/hooks/x", "done", None),
+        ];
+        let page = super::task(&TaskView {
+            viewer: &v,
+            task: &t,
+            audit: &[],
+            deliveries: &list,
+            may: all_may(),
+            form: FormState::default(),
+            flash: None,
+        })
+        .into_string();
+        assert_csp_clean_layout(&page);
+        assert!(
+            page.contains(r#"<section id="task-deliveries" data-live aria-label="Deliveries">"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<tr class="dlv-row dlv-failed">"#),
+            "{page}"
+        );
+        assert!(page.contains("gave up after 5 attempts: 500"), "{page}");
+        assert!(
+            page.contains(
+                "<h2>Deliveries <span class=\"badge dlv-failed\">1 failed delivery</span></h2>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("<code>https://engine.internal/hooks/x</code>"),
+            "{page}"
+        );
+        assert!(page.contains("Outcome (callback)"), "{page}");
+        // No deliveries: the region is there, empty.
+        let none = task_page(&t, all_may(), FormState::default(), &[], Role::Admin);
+        assert!(
+            none.contains(
+                r#"<section id="task-deliveries" data-live aria-label="Deliveries"></section>"#
+            ),
+            "{none}"
+        );
     }
 
     #[test]
@@ -1121,13 +1358,26 @@ mod tests {
             .find(r#"<section id="task-respond" data-respond>"#)
             .unwrap();
         assert!(respond_at < form_at, "{h}");
+        // Where the answer section ends (sections nest inside it).
+        let mut depth = 0;
+        let mut respond_end = respond_at;
+        for (i, _) in h[respond_at..].match_indices("section") {
+            let at = respond_at + i;
+            match &h[at - 1..at] {
+                "<" => depth += 1,
+                "/" => depth -= 1,
+                _ => continue,
+            }
+            if depth == 0 {
+                respond_end = at;
+                break;
+            }
+        }
+        assert!(respond_end > form_at, "{h}");
         // Every live region closes before the answer section opens or opens after it ends.
         for (i, _) in h.match_indices(" data-live") {
             let open = h[..i].rfind('<').unwrap();
-            assert!(
-                open < respond_at || open > h.find("id=\"task-audit\"").unwrap() - 40,
-                "{h}"
-            );
+            assert!(open < respond_at || open > respond_end, "{h}");
         }
         assert!(h.find(r#"id="task-state" data-live"#).is_some());
         assert!(h.find(r#"id="task-outcome" data-live"#).is_some());
@@ -1247,6 +1497,7 @@ mod tests {
                 viewer: &v,
                 task: &t,
                 audit: &[],
+                deliveries: &[],
                 may: all_may(),
                 form: FormState::default(),
                 flash,
@@ -1370,11 +1621,16 @@ mod tests {
             errors: &errors,
             posted: None,
         };
+        let hostile_deliveries = vec![
+            delivery(XSS, XSS, "failed", Some(XSS)),
+            delivery("callback", XSS, XSS, None),
+        ];
         pages.push(
             super::task(&TaskView {
                 viewer: &v,
                 task: &t,
                 audit: &hostile_audit,
+                deliveries: &hostile_deliveries,
                 may: all_may(),
                 form,
                 flash: Some(Flash::Error(XSS.into())),
@@ -1396,6 +1652,7 @@ mod tests {
                     viewer: &v,
                     task: ended,
                     audit: &hostile_audit,
+                    deliveries: &hostile_deliveries,
                     may: all_may(),
                     form: FormState::default(),
                     flash: Some(Flash::Ok(XSS.into())),
@@ -1408,8 +1665,10 @@ mod tests {
             assignee: Some(XSS.into()),
             key: Some(XSS.into()),
             cursor: None,
+            deliveries: Some("failed".into()),
         };
         let c = counts();
+        let failed = [(t.id, 2_u64)].into_iter().collect();
         pages.push(
             super::queue(&QueueView {
                 viewer: &v,
@@ -1417,6 +1676,8 @@ mod tests {
                 filter: &f,
                 tasks: &[t.clone(), done],
                 next_cursor: Some(XSS),
+                failed: &failed,
+                failed_total: 7,
             })
             .into_string(),
         );
@@ -1536,6 +1797,8 @@ mod tests {
                     filter: &QueueFilter::default(),
                     tasks: &queue_tasks,
                     next_cursor: Some("abc"),
+                    failed: &Default::default(),
+                    failed_total: 0,
                 })
                 .into_string(),
             ),

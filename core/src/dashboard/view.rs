@@ -1,10 +1,14 @@
 //! What the dashboard's pages show: plain data that the server's handlers fill in and the
 //! page functions render. Nothing here touches the database.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::error::FieldError;
 use crate::model::{AuditEvent, Status, Task};
+use crate::store::outbox::Delivery;
 use crate::users::Role;
 
 /// The signed-in person looking at a page.
@@ -28,6 +32,15 @@ pub struct QueueFilter {
     pub key: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// `failed`: only tasks with a failed delivery.
+    pub deliveries: Option<String>,
+}
+
+impl QueueFilter {
+    /// Whether only tasks with a failed delivery are listed.
+    pub fn failed_only(&self) -> bool {
+        self.deliveries.as_deref() == Some("failed")
+    }
 }
 
 /// The queue page (`GET /tasks`).
@@ -40,6 +53,10 @@ pub struct QueueView<'a> {
     pub tasks: &'a [Task],
     /// Link target for "older": the same filters with `cursor` set to this.
     pub next_cursor: Option<&'a str>,
+    /// How many deliveries failed on each listed task (absent: none).
+    pub failed: &'a HashMap<Uuid, u64>,
+    /// How many deliveries failed on every task this viewer can see (within the filters).
+    pub failed_total: u64,
 }
 
 /// What the viewer may do on a task page (decided by the core's rules, not by the page).
@@ -71,6 +88,8 @@ pub struct TaskView<'a> {
     pub task: &'a Task,
     /// The audit trail, oldest first.
     pub audit: &'a [AuditEvent],
+    /// Every delivery of the task (channels, callback), oldest first.
+    pub deliveries: &'a [Delivery],
     pub may: Permissions,
     pub form: FormState<'a>,
     pub flash: Option<Flash>,

@@ -596,9 +596,13 @@ pub(super) async fn queue(
             .engine
             .counts_as(None, key.clone(), assignee.clone(), &who)
             .await?;
+        let failed_total = state
+            .engine
+            .failed_deliveries_as(None, key.clone(), assignee.clone(), &who)
+            .await?;
         let page = state
             .engine
-            .list_as(
+            .list_scoped(
                 ListFilter {
                     status,
                     key_prefix: key,
@@ -608,13 +612,17 @@ pub(super) async fn queue(
                     ..Default::default()
                 },
                 &who,
+                filter.failed_only(),
             )
             .await?;
-        Ok::<_, Error>((counts, page))
+        // Only for the tasks just listed, which the viewer may see.
+        let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
+        let failed = state.engine.failed_delivery_counts(&ids).await?;
+        Ok::<_, Error>((counts, page, failed, failed_total))
     }
     .await;
     match result {
-        Ok((counts, page)) => html(
+        Ok((counts, page, failed, failed_total)) => html(
             StatusCode::OK,
             pages::queue(&QueueView {
                 viewer: &v,
@@ -622,6 +630,8 @@ pub(super) async fn queue(
                 filter: &filter,
                 tasks: &page.items,
                 next_cursor: page.next_cursor.as_deref(),
+                failed: &failed,
+                failed_total,
             }),
         ),
         Err(e @ Error::InvalidArgument(_)) => error_page(&e, Some(&v)),
@@ -671,12 +681,17 @@ async fn render_task(
         Ok(p) => p,
         Err(e) => return error_page(&e, Some(&v)),
     };
+    let deliveries = match state.engine.deliveries_as(id, &principal(s)).await {
+        Ok(d) => d,
+        Err(e) => return error_page(&e, Some(&v)),
+    };
     html(
         status,
         pages::task(&TaskView {
             viewer: &v,
             task: &task,
             audit: &audit,
+            deliveries: &deliveries,
             may,
             form: form_state,
             flash,

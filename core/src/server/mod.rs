@@ -67,7 +67,9 @@ pub struct ServerOptions {
     pub setup_token: Option<String>,
     /// Sign-in throttling (default: 5 failures per name, 20 per address, in 15 minutes).
     pub throttle: Option<(std::time::Duration, usize, usize)>,
-    /// The notification channels: [`serve`] runs an outbox dispatcher for them.
+    /// The notification channels: [`serve`] runs an outbox dispatcher for them. With them,
+    /// the API refuses at creation a `callback_url` their `[callbacks]` allow-list does not
+    /// permit; without them (embedding, tests) only the URL's form is checked.
     pub channels: Option<Arc<crate::channels::Channels>>,
 }
 
@@ -272,6 +274,12 @@ fn state(
     if let Some(t) = &opts.setup_token {
         setup.set(t);
     }
+    // With channels, this server knows which callback URLs it delivers to: its API refuses
+    // the others at creation (none at all when callbacks are not configured).
+    let engine = match &opts.channels {
+        Some(ch) => engine.with_callback_allow(ch.callback_allow()),
+        None => engine,
+    };
     let throttle = match opts.throttle {
         Some((window, per_login, per_address)) => {
             session::LoginThrottle::new(window, per_login, per_address)

@@ -90,6 +90,8 @@ pub struct ListQuery {
     pub viewer: Option<crate::access::Identity>,
     /// Only tasks whose `assign_to` has this entry (case-insensitive).
     pub assignee: Option<String>,
+    /// Only tasks with at least one `failed` delivery.
+    pub failed_deliveries: bool,
 }
 
 /// Connection settings shared by both backends.
@@ -389,6 +391,17 @@ impl Store {
         finish: &outbox::Finish,
     ) -> Result<bool> {
         dispatch!(self, s => s.finish_delivery(c, worker, started_at, now, finish).await)
+    }
+
+    /// Failed delivery rows on the tasks a query's scope covers (see the backend's
+    /// `count_failed_deliveries`).
+    pub async fn count_failed_deliveries(&self, q: &ListQuery) -> Result<i64> {
+        dispatch!(self, s => s.count_failed_deliveries(q).await)
+    }
+
+    /// How many failed delivery rows each of `ids` has (absent: none).
+    pub async fn failed_delivery_counts(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+        dispatch!(self, s => s.failed_delivery_counts(ids).await)
     }
 
     /// A task's delivery rows, oldest first.

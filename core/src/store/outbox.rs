@@ -44,19 +44,39 @@ pub fn idem_key(task: &Uuid, channel: &str, target: &str, event: &str) -> String
     format!("dlv_{}", &h[..32])
 }
 
+/// The channel of a task's completion callback: its outbox rows are `(task, "callback",
+/// callback_url, "ended")`.
+pub const CALLBACK: &str = "callback";
+
+/// The key of a row armed again for a later end of a reopened task (its first end used
+/// [`idem_key`]): unique per end, since two ends of one task never share a time.
+pub fn rearmed_key(task: &Uuid, d: &NewDelivery, ended_at: i64) -> String {
+    idem_key(
+        task,
+        &d.channel,
+        &d.target,
+        &format!("{}@{ended_at}", d.event),
+    )
+}
+
 /// The deliveries `event` causes for `task`: every `notify` entry when it is created; on its
-/// end, the entries whose channel updates what it showed ([`crate::channels::updates_on_end`]).
+/// end, the entries whose channel updates what it showed ([`crate::channels::updates_on_end`]),
+/// and its `callback_url`.
 pub fn deliveries(task: &Task, event: &str) -> Vec<NewDelivery> {
     deliveries_to(task, &task.notify, event)
 }
 
-/// The deliveries `event` causes for `task` on the `notify`-style `targets`.
+/// The deliveries `event` causes for `task` on the `notify`-style `targets` (and, on its end,
+/// its `callback_url`).
 pub fn deliveries_to(task: &Task, targets: &[String], event: &str) -> Vec<NewDelivery> {
     let mut out: Vec<NewDelivery> = Vec::new();
     for entry in targets {
         let Some((channel, target)) = entry.split_once(':') else {
             continue; // the engine refuses such entries at creation
         };
+        if channel == CALLBACK {
+            continue; // refused at creation too: a callback is `callback_url`, never a notify entry
+        }
         if event == ENDED && !crate::channels::updates_on_end(channel) {
             continue;
         }
@@ -69,6 +89,16 @@ pub fn deliveries_to(task: &Task, targets: &[String], event: &str) -> Vec<NewDel
         if !out.contains(&d) {
             out.push(d);
         }
+    }
+    if event == ENDED
+        && let Some(url) = &task.callback_url
+    {
+        out.push(NewDelivery {
+            channel: CALLBACK.to_string(),
+            target: url.clone(),
+            event: event.to_string(),
+            idem_key: idem_key(&task.id, CALLBACK, url, event),
+        });
     }
     out
 }

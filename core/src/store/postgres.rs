@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0005_outbox.sql"),
     ),
     (
+        6,
+        "callbacks",
+        include_str!("../../migrations/postgres/0006_callbacks.sql"),
+    ),
+    (
         7,
         "policies",
         include_str!("../../migrations/postgres/0007_policies.sql"),

@@ -13,7 +13,8 @@ macro_rules! task_cols {
         "id, namespace, key, title, payload, payload_schema, response_schema, digest, notify, \
          assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
          created_at, updated_at, deadline, ended_at, claimed_by, claimed_at, verification, attempts, \
-         rejections, verify_token, verifying_until, requested_by, policy, votes, timers"
+         rejections, verify_token, verifying_until, requested_by, policy, votes, timers, \
+         callback_url"
     };
 }
 
@@ -161,6 +162,7 @@ macro_rules! sql_store {
                     .map_err(|e| Error::Internal(format!("stored votes: {e}")))?,
                 timers: serde_json::from_value(r.try_get::<Json<Value>, _>("timers")?.0)
                     .map_err(|e| Error::Internal(format!("stored timers: {e}")))?,
+                callback_url: r.try_get("callback_url")?,
             })
         }
 
@@ -217,16 +219,20 @@ macro_rules! sql_store {
             Ok((seq, prev))
         }
 
-        /// Inserts outbox rows inside the caller's transaction; an existing
-        /// `(task, channel, target, event)` is left alone (a replay adds nothing).
+        /// Inserts outbox rows inside the caller's transaction. An existing
+        /// `(task, channel, target, event)` is left alone (a replayed create adds nothing),
+        /// unless `rearm`: then the row is from an earlier end of a task that was reopened and
+        /// has now ended again, and it is armed afresh for this end (pending, under a new
+        /// idempotency key derived from this end's time), so the new outcome is delivered too.
         async fn insert_deliveries(
             conn: &mut <$DB as sqlx::Database>::Connection,
             task_id: &Uuid,
             now: i64,
             rows: Vec<crate::store::outbox::NewDelivery>,
+            rearm: bool,
         ) -> Result<()> {
             for d in rows {
-                sqlx::query(
+                let fresh = sqlx::query(
                     "INSERT INTO inloop_outbox (task_id, channel, target, event, idem_key, state, \
                      attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
                      ON CONFLICT (task_id, channel, target, event) DO NOTHING",
@@ -238,7 +244,27 @@ macro_rules! sql_store {
                 .bind(&d.idem_key)
                 .bind(now)
                 .execute(&mut *conn)
-                .await?;
+                .await?
+                .rows_affected()
+                    == 1;
+                if !fresh && rearm {
+                    // Attempts keep counting (the attempt log is keyed by them); a dispatcher
+                    // still holding the old lease can no longer settle the row.
+                    let key = crate::store::outbox::rearmed_key(task_id, &d, now);
+                    sqlx::query(
+                        "UPDATE inloop_outbox SET idem_key = $5, state = 'pending', next_at = $6, \
+                         created_at = $6, lease_owner = NULL, lease_until = NULL, last_error = NULL, \
+                         done_at = NULL WHERE task_id = $1 AND channel = $2 AND target = $3 AND event = $4",
+                    )
+                    .bind(task_id.to_string())
+                    .bind(&d.channel)
+                    .bind(&d.target)
+                    .bind(d.event)
+                    .bind(&key)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Ok(())
         }
@@ -333,7 +359,7 @@ macro_rules! sql_store {
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head, next_timer_at) VALUES ",
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, ",
-                    "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ",
+                    "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -367,6 +393,7 @@ macro_rules! sql_store {
                 .bind(t.policy.as_ref().map(|p| Json(serde_json::to_value(p).unwrap_or(Value::Null))))
                 .bind(Json(serde_json::to_value(&t.votes).unwrap_or(Value::Null)))
                 .bind(Json(serde_json::to_value(&t.timers).unwrap_or(Value::Null)))
+                .bind(&t.callback_url)
                 .bind(head.0)
                 .bind(&head.1)
                 .bind(crate::policy::next_timer(&t.timers))
@@ -378,7 +405,7 @@ macro_rules! sql_store {
                     append_audit(&mut tx, &t.id, t.created_at, (0, GENESIS.to_string()), vec![created])
                         .await?;
                     let deliveries = crate::store::outbox::deliveries(t, crate::store::outbox::CREATED);
-                    insert_deliveries(&mut tx, &t.id, t.created_at, deliveries).await?;
+                    insert_deliveries(&mut tx, &t.id, t.created_at, deliveries, false).await?;
                     tx.commit().await?;
                     return Ok((t.clone(), true));
                 }
@@ -422,6 +449,8 @@ macro_rules! sql_store {
                     "(CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT)) AND ",
                     "(CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT)) AND ",
                     "(CAST($6 AS TEXT) IS NULL OR id < CAST($6 AS TEXT)) AND ",
+                    "(CAST($11 AS BIGINT) = 0 OR EXISTS (SELECT 1 FROM inloop_outbox o ",
+                    " WHERE o.task_id = inloop_tasks.id AND o.state = 'failed')) AND ",
                     visibility_sql!($assignees, $handles_pre, $handles_post, $assignees_len, "$8", "$9", "$10"),
                     "ORDER BY id DESC LIMIT $7"
                 ))
@@ -435,9 +464,52 @@ macro_rules! sql_store {
                 .bind(viewer.map(|v| &v.name))
                 .bind(viewer.map(|v| serde_json::Value::from(v.handles()).to_string()))
                 .bind(&q.assignee)
+                .bind(i64::from(q.failed_deliveries))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(task_from_row).collect()
+            }
+
+            /// How many delivery rows are `failed` on the tasks matching the query's namespace,
+            /// key prefix, viewer and assignee (what [`Self::count_by_status`] counts over).
+            pub async fn count_failed_deliveries(&self, q: &ListQuery) -> Result<i64> {
+                let viewer = q.viewer.as_ref();
+                Ok(sqlx::query_scalar(concat!(
+                    "SELECT count(*) FROM inloop_outbox o JOIN inloop_tasks ON inloop_tasks.id = o.task_id ",
+                    "WHERE o.state = 'failed' AND ",
+                    "(CAST($1 AS TEXT) IS NULL OR inloop_tasks.namespace = CAST($1 AS TEXT)) AND ",
+                    "(CAST($2 AS TEXT) IS NULL OR substr(inloop_tasks.key, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)) AND ",
+                    visibility_sql!($assignees, $handles_pre, $handles_post, $assignees_len, "$3", "$4", "$5"),
+                ))
+                .bind(&q.namespace)
+                .bind(&q.key_prefix)
+                .bind(viewer.map(|v| &v.name))
+                .bind(viewer.map(|v| serde_json::Value::from(v.handles()).to_string()))
+                .bind(&q.assignee)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            /// How many `failed` delivery rows each of `ids` has (tasks without any are absent).
+            pub async fn failed_delivery_counts(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+                let mut out = Vec::new();
+                // One query per chunk, with one placeholder per id (made of digits only).
+                for chunk in ids.chunks(200) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT task_id, count(*) AS n FROM inloop_outbox WHERE state = 'failed' \
+                         AND task_id IN ({}) GROUP BY task_id",
+                        marks.join(", ")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        query = query.bind(id.to_string());
+                    }
+                    for r in query.fetch_all(&self.pool).await? {
+                        out.push((parse_id(&r.try_get::<String, _>("task_id")?)?, r.try_get::<i64, _>("n")?));
+                    }
+                }
+                Ok(out)
             }
 
             /// How many tasks per status match the query's namespace, key prefix, viewer and
@@ -603,12 +675,14 @@ macro_rules! sql_store {
                     }
                 }
                 if !decision.deliveries.is_empty() {
-                    insert_deliveries(&mut tx, id, now, decision.deliveries).await?;
+                    insert_deliveries(&mut tx, id, now, decision.deliveries, false).await?;
                 }
-                if after.status.is_final() && !before.status.is_final() {
-                    // Every channel that showed the task is told it ended, with the end.
+                if after.status.is_final() && after.status != before.status {
+                    // Every channel that showed the task, and its callback, is told it ended,
+                    // with the end. A completed task that the agent's verifier reopened (or
+                    // ended as verification_exhausted) ends again: those rows are re-armed.
                     let deliveries = crate::store::outbox::deliveries(&after, crate::store::outbox::ENDED);
-                    insert_deliveries(&mut tx, id, now, deliveries).await?;
+                    insert_deliveries(&mut tx, id, now, deliveries, true).await?;
                 }
                 tx.commit().await?;
                 Ok((after, out))
