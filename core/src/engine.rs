@@ -1016,24 +1016,17 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     if let Some(v) = &new.verification {
         v.check()?;
     }
-    let digest = match &new.verification {
-        // Unchanged for tasks without verification (digests are stable across versions).
-        None => schema::task_digest(
-            &new.title,
-            &new.payload,
-            new.payload_schema.as_ref(),
-            &new.response_schema,
-        ),
-        // The verification contract is part of what the agent asked: the same key with other
-        // rules or another verifier is a different request (`key_reused`).
-        Some(v) => schema::sha256_hex(&schema::canonical_json(&json!({
-            "title": new.title,
-            "payload": new.payload,
-            "payload_schema": new.payload_schema,
-            "response_schema": new.response_schema,
-            "verification": v.to_json(),
-        }))),
-    };
+    // Without verification the digest is unchanged across versions; with it, the verification
+    // contract is part of what the agent asked (the same key with other rules or another
+    // verifier is a different request: `key_reused`).
+    let verification = new.verification.as_ref().map(|v| v.to_json());
+    let digest = schema::request_digest(
+        &new.title,
+        &new.payload,
+        new.payload_schema.as_ref(),
+        &new.response_schema,
+        verification.as_ref(),
+    );
     Ok(Task {
         id,
         namespace,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dashboard;
+pub mod effects;
 pub mod engine;
 pub mod error;
 pub mod model;

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/postgres/0005_outbox.sql"),
     ),
+    (
+        8,
+        "effects",
+        include_str!("../../migrations/postgres/0008_effects.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0005_outbox.sql"),
     ),
+    (
+        8,
+        "effects",
+        include_str!("../../migrations/sqlite/0008_effects.sql"),
+    ),
 ];
 
 /// The SQLite store.
