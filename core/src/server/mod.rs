@@ -256,6 +256,16 @@ pub const DASHBOARD_ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/effects",
+        make: || axum::routing::get(dashboard::effects_page),
+    },
+    Route {
+        method: "POST",
+        path: "/effects/resolve",
+        make: || axum::routing::post(dashboard::effect_resolve),
+    },
+    Route {
+        method: "GET",
         path: "/events",
         make: || axum::routing::get(dashboard::events),
     },
