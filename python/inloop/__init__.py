@@ -20,13 +20,16 @@ People answer from any process on the same database (``inloop tasks answer``, or
 """
 
 from . import verifiers
-from ._await import await_human, await_human_sync
+from ._await import Decision, await_decision, await_human, await_human_sync
+from ._effects import once, once_sync
 from .client import Client
 from .errors import (
     Cancelled,
     ConfigError,
     Conflict,
     DatabaseError,
+    DigestMismatch,
+    EffectInDoubt,
     FieldError,
     InloopError,
     InternalError,
@@ -43,7 +46,7 @@ from .errors import (
     VerificationPending,
     VerificationRejected,
 )
-from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
 
 __version__ = "0.1.0"
 
@@ -55,6 +58,11 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "Decision",
+    "DigestMismatch",
+    "Effect",
+    "EffectInDoubt",
+    "EffectState",
     "FieldError",
     "InloopError",
     "InternalError",
@@ -73,7 +81,10 @@ __all__ = [
     "VerificationInconclusive",
     "VerificationPending",
     "VerificationRejected",
+    "await_decision",
     "await_human",
     "await_human_sync",
+    "once",
+    "once_sync",
     "verifiers",
 ]
