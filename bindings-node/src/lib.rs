@@ -369,13 +369,7 @@ impl Engine {
     /// The effect as JSON (rejects with `not_found` when there is none).
     #[napi]
     pub async fn effect(&self, namespace: String, key: String) -> Result<String> {
-        json(
-            &self
-                .engine
-                .effect(&namespace, &key)
-                .await
-                .map_err(to_js)?,
-        )
+        json(&self.engine.effect(&namespace, &key).await.map_err(to_js)?)
     }
 
     /// Effects matching `filter` (an `EffectFilter` as JSON), oldest first, as a JSON list.

@@ -882,6 +882,11 @@ impl Engine {
         self.effects(filter, who).await
     }
 
+    /// How many effects are in doubt, all namespaces (one query; for metrics).
+    pub async fn effects_in_doubt_count(&self) -> Result<u64> {
+        Ok(self.store().effects_in_doubt_count().await?.max(0) as u64)
+    }
+
     /// The effect's audit trail, oldest first.
     pub async fn effect_audit(
         &self,

@@ -691,6 +691,17 @@ async fn rest_api_and_remote_client(db: Db) {
         }
         other => panic!("not rebuilt: {other:?}"),
     }
+    // the gauge people alert on
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "inloop_effects_in_doubt 1"),
+        "{metrics}"
+    );
     let listed = agent
         .effects(EffectFilter {
             state: Some("in_doubt".into()),

@@ -427,6 +427,11 @@ impl Store {
         dispatch!(self, s => s.effects(namespace, state.map(|s| s.as_str()), limit).await)
     }
 
+    /// How many effects are `running` (in doubt to every other caller), all namespaces.
+    pub async fn effects_in_doubt_count(&self) -> Result<i64> {
+        dispatch!(self, s => s.effects_in_doubt_count().await)
+    }
+
     /// An effect's audit rows in order.
     pub async fn effect_audit(&self, id: &Uuid) -> Result<Vec<crate::effects::EffectEvent>> {
         dispatch!(self, s => s.effect_audit(id).await)

@@ -1124,6 +1124,12 @@ macro_rules! sql_store {
                 rows.iter().map(effect_from_row).collect()
             }
 
+            pub async fn effects_in_doubt_count(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inloop_effects WHERE state = 'running'")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             pub async fn effect_audit(&self, id: &Uuid) -> Result<Vec<crate::effects::EffectEvent>> {
                 let rows = sqlx::query(
                     "SELECT effect_id, seq, at, actor, kind, data, prev_hash, hash \
