@@ -12,6 +12,9 @@ the response schema and returned typed::
         key="refund-A-1",
     )
 
+``await_decision`` returns the answer with what it approved (``decision.verify(payload)``), and
+``once(key, fn)`` runs a side effect at most once per key (``docs/policies.md``).
+
 People answer from any process on the same database (``inloop tasks answer``, or
 :class:`Client`). Configuration: ``INLOOP_DATABASE_URL`` (``sqlite:PATH`` or
 ``postgres://...``), else ``.inloop/inloop.db`` under the current directory. Remote mode:
