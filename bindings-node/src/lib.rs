@@ -298,6 +298,100 @@ impl Engine {
         json(&self.engine.verify_audit(id).await.map_err(to_js)?)
     }
 
+    /// Begins the effect `(namespace, key)` for the attempt holding `token` (generated when
+    /// absent): resolves to `{"outcome": "run", token, attempt}` or `{"outcome": "done",
+    /// result, finished_at}` as JSON; rejects with `effect_in_doubt` when another attempt
+    /// never finished.
+    #[napi]
+    pub async fn effect_begin(
+        &self,
+        namespace: String,
+        key: String,
+        token: Option<String>,
+        by: Option<String>,
+    ) -> Result<String> {
+        let b = self
+            .engine
+            .effect_begin(&namespace, &key, token.as_deref(), by.as_deref())
+            .await;
+        json(&b.map_err(to_js)?)
+    }
+
+    /// Records the attempt's result (`result` is JSON text); resolves to the effect as JSON.
+    #[napi]
+    pub async fn effect_finish(
+        &self,
+        namespace: String,
+        key: String,
+        token: String,
+        result: String,
+    ) -> Result<String> {
+        let result = serde_json::from_str(&result)
+            .map_err(|e| bad_input(format!("the result is not valid JSON: {e}")))?;
+        let e = self
+            .engine
+            .effect_finish(&namespace, &key, &token, result)
+            .await;
+        json(&e.map_err(to_js)?)
+    }
+
+    /// Releases the attempt after its function threw; resolves to the effect as JSON.
+    #[napi]
+    pub async fn effect_abort(
+        &self,
+        namespace: String,
+        key: String,
+        token: String,
+        error: Option<String>,
+    ) -> Result<String> {
+        let e = self
+            .engine
+            .effect_abort(&namespace, &key, &token, error.as_deref())
+            .await;
+        json(&e.map_err(to_js)?)
+    }
+
+    /// Resolves an effect in doubt (`resolution` is a `Resolve` as JSON: `action`, `result`,
+    /// `attempt`, `note`, `by`); resolves to the effect as JSON.
+    #[napi]
+    pub async fn effect_resolve(
+        &self,
+        namespace: String,
+        key: String,
+        resolution: String,
+    ) -> Result<String> {
+        let r: inloop_core::effects::Resolve = serde_json::from_str(&resolution)
+            .map_err(|e| bad_input(format!("bad resolution: {e}")))?;
+        let e = self.engine.effect_resolve(&namespace, &key, r).await;
+        json(&e.map_err(to_js)?)
+    }
+
+    /// The effect as JSON (rejects with `not_found` when there is none).
+    #[napi]
+    pub async fn effect(&self, namespace: String, key: String) -> Result<String> {
+        json(&self.engine.effect(&namespace, &key).await.map_err(to_js)?)
+    }
+
+    /// Effects matching `filter` (an `EffectFilter` as JSON), oldest first, as a JSON list.
+    #[napi]
+    pub async fn effects(&self, filter: String) -> Result<String> {
+        let filter: inloop_core::effects::EffectFilter = serde_json::from_str(&filter)
+            .map_err(|e| bad_input(format!("bad effect filter: {e}")))?;
+        json(&self.engine.effects(filter).await.map_err(to_js)?)
+    }
+
+    /// The effect's audit trail as a JSON list, oldest first.
+    #[napi]
+    pub async fn effect_audit(&self, namespace: String, key: String) -> Result<String> {
+        json(
+            &self
+                .engine
+                .effect_audit(&namespace, &key)
+                .await
+                .map_err(to_js)?,
+        )
+    }
+
     #[napi]
     pub async fn close(&self) -> Result<()> {
         self.engine.close().await;
@@ -333,6 +427,36 @@ pub fn verify_webhook(
         tolerance_secs.unwrap_or(300),
     )
     .map_err(to_js)
+}
+
+fn digest_inputs(
+    task: &str,
+    payload: &str,
+) -> Result<(inloop_core::schema::DigestParts, serde_json::Value)> {
+    let parts = serde_json::from_str(task).map_err(|e| {
+        bad_input(format!(
+            "the task must be JSON with title, response_schema (and payload_schema, verification, digest): {e}"
+        ))
+    })?;
+    let payload = serde_json::from_str(payload)
+        .map_err(|e| bad_input(format!("the payload is not valid JSON: {e}")))?;
+    Ok((parts, payload))
+}
+
+/// The digest `task` (its JSON: title, schemas, verification) would have with `payload`
+/// (JSON text).
+#[napi]
+pub fn task_digest(task: String, payload: String) -> Result<String> {
+    let (parts, payload) = digest_inputs(&task, &payload)?;
+    Ok(parts.digest_with(&payload))
+}
+
+/// Throws (code `digest_mismatch`) unless `payload` (JSON text) gives the digest of `task`
+/// (its JSON, with `digest`): what the agent is about to do is what was approved.
+#[napi]
+pub fn verify_digest(task: String, payload: String) -> Result<()> {
+    let (parts, payload) = digest_inputs(&task, &payload)?;
+    parts.verify(&payload).map_err(to_js)
 }
 
 /// The database URL by the configuration rule (explicit > `INLOOP_DATABASE_URL` > default).

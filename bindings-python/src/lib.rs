@@ -350,6 +350,122 @@ impl Engine {
         })
     }
 
+    /// Begins the effect `(namespace, key)` for the attempt holding `token` (generated when
+    /// `None`): `{"outcome": "run", "token", "attempt"}` or `{"outcome": "done", "result",
+    /// "finished_at"}` as JSON; raises `EffectInDoubt` when another attempt never finished.
+    #[pyo3(signature = (namespace, key, token=None, by=None))]
+    fn effect_begin<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+        token: Option<String>,
+        by: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            let b = engine
+                .effect_begin(&namespace, &key, token.as_deref(), by.as_deref())
+                .await;
+            json(&b.map_err(to_py)?)
+        })
+    }
+
+    /// Records the attempt's result (`result` is JSON text); returns the effect as JSON.
+    fn effect_finish<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+        token: String,
+        result: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let result = serde_json::from_str(result)
+            .map_err(|e| bad_input(format!("the result is not valid JSON: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            let e = engine.effect_finish(&namespace, &key, &token, result).await;
+            json(&e.map_err(to_py)?)
+        })
+    }
+
+    /// Releases the attempt after its function raised; returns the effect as JSON.
+    #[pyo3(signature = (namespace, key, token, error=None))]
+    fn effect_abort<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+        token: String,
+        error: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            let e = engine
+                .effect_abort(&namespace, &key, &token, error.as_deref())
+                .await;
+            json(&e.map_err(to_py)?)
+        })
+    }
+
+    /// Resolves an effect in doubt; `resolution` is a `Resolve` as JSON (`action`, `result`,
+    /// `attempt`, `note`, `by`); returns the effect as JSON.
+    fn effect_resolve<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+        resolution: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r: inloop_core::effects::Resolve = serde_json::from_str(resolution)
+            .map_err(|e| bad_input(format!("bad resolution: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(
+                &engine
+                    .effect_resolve(&namespace, &key, r)
+                    .await
+                    .map_err(to_py)?,
+            )
+        })
+    }
+
+    /// The effect as JSON (`NotFound` when there is none).
+    fn effect<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(&engine.effect(&namespace, &key).await.map_err(to_py)?)
+        })
+    }
+
+    /// Effects matching `filter` (an `EffectFilter` as JSON), oldest first, as a JSON list.
+    fn effects<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyAny>> {
+        let filter: inloop_core::effects::EffectFilter = serde_json::from_str(filter)
+            .map_err(|e| bad_input(format!("bad effect filter: {e}")))?;
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(&engine.effects(filter).await.map_err(to_py)?)
+        })
+    }
+
+    /// The effect's audit trail as a JSON list, oldest first.
+    fn effect_audit<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future(py, async move {
+            json(&engine.effect_audit(&namespace, &key).await.map_err(to_py)?)
+        })
+    }
+
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
         future(py, async move {
@@ -410,6 +526,36 @@ fn verify_webhook(
     .map_err(to_py)
 }
 
+fn digest_inputs(
+    task: &str,
+    payload: &str,
+) -> PyResult<(inloop_core::schema::DigestParts, serde_json::Value)> {
+    let parts = serde_json::from_str(task).map_err(|e| {
+        bad_input(format!(
+            "the task must be JSON with title, response_schema (and payload_schema, verification, digest): {e}"
+        ))
+    })?;
+    let payload = serde_json::from_str(payload)
+        .map_err(|e| bad_input(format!("the payload is not valid JSON: {e}")))?;
+    Ok((parts, payload))
+}
+
+/// The digest `task` (its JSON: title, schemas, verification) would have with `payload`
+/// (JSON text).
+#[pyfunction]
+fn task_digest(task: &str, payload: &str) -> PyResult<String> {
+    let (parts, payload) = digest_inputs(task, payload)?;
+    Ok(parts.digest_with(&payload))
+}
+
+/// Raises `DigestMismatch` unless `payload` (JSON text) gives the digest of `task` (its JSON,
+/// with `digest`): what the agent is about to do is what was approved.
+#[pyfunction]
+fn verify_digest(task: &str, payload: &str) -> PyResult<()> {
+    let (parts, payload) = digest_inputs(task, payload)?;
+    parts.verify(&payload).map_err(to_py)
+}
+
 /// Runs the `inloop` command line with `argv`; returns the exit code.
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -432,6 +578,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_target, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(verify_webhook, m)?)?;
+    m.add_function(wrap_pyfunction!(task_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_digest, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let py = m.py();

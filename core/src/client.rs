@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::access::Principal;
 use crate::audit::ChainCheck;
 use crate::config::{self, Target};
+use crate::effects::{Begin, Effect, EffectEvent, EffectFilter, Resolve};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
 use crate::model::{Answer, AuditEvent, Created, ListFilter, NewTask, Page, Task};
@@ -134,6 +136,89 @@ impl AnyEngine {
 
     pub async fn verify_audit(&self, id: Uuid) -> Result<ChainCheck> {
         dispatch!(self, e => e.verify_audit(id).await)
+    }
+
+    /// Begins the effect ([`crate::Engine::effect_begin`]).
+    pub async fn effect_begin(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<Begin> {
+        match self {
+            AnyEngine::Local(e) => {
+                e.effect_begin(namespace, key, token, by, &Principal::Trusted)
+                    .await
+            }
+            AnyEngine::Remote(r) => r.effect_begin(namespace, key, token, by).await,
+        }
+    }
+
+    /// Records the attempt's result ([`crate::Engine::effect_finish`]).
+    pub async fn effect_finish(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: &str,
+        result: serde_json::Value,
+    ) -> Result<Effect> {
+        match self {
+            AnyEngine::Local(e) => {
+                e.effect_finish(namespace, key, token, result, &Principal::Trusted)
+                    .await
+            }
+            AnyEngine::Remote(r) => r.effect_finish(namespace, key, token, result).await,
+        }
+    }
+
+    /// Releases the attempt after a failure ([`crate::Engine::effect_abort`]).
+    pub async fn effect_abort(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: &str,
+        error: Option<&str>,
+    ) -> Result<Effect> {
+        match self {
+            AnyEngine::Local(e) => {
+                e.effect_abort(namespace, key, token, error, &Principal::Trusted)
+                    .await
+            }
+            AnyEngine::Remote(r) => r.effect_abort(namespace, key, token, error).await,
+        }
+    }
+
+    /// Resolves an effect in doubt ([`crate::Engine::effect_resolve`]).
+    pub async fn effect_resolve(&self, namespace: &str, key: &str, r: Resolve) -> Result<Effect> {
+        match self {
+            AnyEngine::Local(e) => {
+                e.effect_resolve(namespace, key, r, &Principal::Trusted)
+                    .await
+            }
+            AnyEngine::Remote(rem) => rem.effect_resolve(namespace, key, r).await,
+        }
+    }
+
+    pub async fn effect(&self, namespace: &str, key: &str) -> Result<Effect> {
+        match self {
+            AnyEngine::Local(e) => e.effect(namespace, key, &Principal::Trusted).await,
+            AnyEngine::Remote(r) => r.effect(namespace, key).await,
+        }
+    }
+
+    pub async fn effects(&self, filter: EffectFilter) -> Result<Vec<Effect>> {
+        match self {
+            AnyEngine::Local(e) => e.effects(filter, &Principal::Trusted).await,
+            AnyEngine::Remote(r) => r.effects(filter).await,
+        }
+    }
+
+    pub async fn effect_audit(&self, namespace: &str, key: &str) -> Result<Vec<EffectEvent>> {
+        match self {
+            AnyEngine::Local(e) => e.effect_audit(namespace, key, &Principal::Trusted).await,
+            AnyEngine::Remote(r) => r.effect_audit(namespace, key).await,
+        }
     }
 
     /// Closes a database's connections (nothing to do for a server).

@@ -632,12 +632,9 @@ impl Engine {
                             err,
                             now,
                         )),
-                        (None, None) if has_approvers => plain(rules::vote(
-                            t,
-                            &answer,
-                            voter_ref.and_then(|v| v.email.as_deref()),
-                            now,
-                        )),
+                        (None, None) if has_approvers => {
+                            plain(rules::vote(t, &answer, voter_ref, now))
+                        }
                         (None, None) => plain(rules::answer(t, &answer, now)),
                         (None, Some(v)) => {
                             let judged = verify::run_rules(v, &t.payload, &answer.response);
@@ -1238,6 +1235,12 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
                 assign_to.push(a.clone());
             }
         }
+        if deadline.is_none() && matches!(p.on_timeout, crate::policy::OnTimeout::Default(_)) {
+            return Err(Error::InvalidArgument(
+                "policy: on_timeout's default answer needs a timeout (timeout_ms) to stand in for"
+                    .into(),
+            ));
+        }
         if let Some(d) = deadline {
             // A step due after the deadline would never fire: say so instead of storing it.
             if let Some(t) = p.timers(now).iter().find(|t| t.due_at >= d) {
@@ -1251,15 +1254,17 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     }
     // The verification contract and the policy are part of what the agent asked: the same key
     // with other rules, approvers or timers is a different request (`key_reused`).
+    let verification = new.verification.as_ref().map(|v| v.to_json());
+    let policy_json = policy
+        .as_ref()
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null));
     let digest = schema::request_digest(
         &new.title,
         &new.payload,
         new.payload_schema.as_ref(),
         &new.response_schema,
-        new.verification.as_ref().map(|v| v.to_json()),
-        policy
-            .as_ref()
-            .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
+        verification.as_ref(),
+        policy_json.as_ref(),
     );
     Ok(Task {
         id,

@@ -127,6 +127,47 @@ pub enum Error {
         rejections: Vec<crate::verify::Rejection>,
     },
 
+    /// An exactly-once effect started and never recorded a result (its process may have died
+    /// inside the effect, or may still be running it): it is not run again until a person
+    /// resolves it (mark done, or allow a retry). See `docs/policies.md`.
+    #[error(
+        "effect {key:?} in namespace {namespace:?} is in doubt: attempt {attempt} started at {}{} \
+         and never recorded a result; it will not run again until a person marks it done or \
+         allows a retry",
+        format_ms(*.started_at),
+        .started_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default()
+    )]
+    EffectInDoubt {
+        namespace: String,
+        key: String,
+        attempt: u32,
+        started_at: i64,
+        started_by: Option<String>,
+    },
+
+    /// An effect operation whose compare-and-set failed: the attempt token no longer holds the
+    /// effect (a person resolved it, or another attempt holds it), or a resolution names an
+    /// attempt that is not the one in doubt. Code `conflict`.
+    #[error("effect {key:?} in namespace {namespace:?} is {state}: {reason}")]
+    EffectConflict {
+        namespace: String,
+        key: String,
+        state: String,
+        reason: String,
+    },
+
+    /// A payload does not produce the digest of the task that was approved: what the agent is
+    /// about to do is not what the person approved.
+    #[error(
+        "the payload does not match what was approved: task {task_id} has digest {expected}, \
+         this payload gives {actual}"
+    )]
+    DigestMismatch {
+        task_id: String,
+        expected: String,
+        actual: String,
+    },
+
     /// No usable credentials: a missing, malformed, unknown or revoked API key.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -175,6 +216,9 @@ impl Error {
             Error::VerificationInconclusive { .. } => "verification_inconclusive",
             Error::VerificationPending { .. } => "verification_pending",
             Error::VerificationExhausted { .. } => "verification_exhausted",
+            Error::EffectInDoubt { .. } => "effect_in_doubt",
+            Error::EffectConflict { .. } => "conflict",
+            Error::DigestMismatch { .. } => "digest_mismatch",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Config(_) => "config",
@@ -238,6 +282,27 @@ impl Error {
                 "reasons": rejections.iter().map(|r| &r.reason).collect::<Vec<_>>(),
                 "rejections": rejections,
             }),
+            Error::EffectInDoubt {
+                namespace,
+                key,
+                attempt,
+                started_at,
+                started_by,
+            } => json!({
+                "namespace": namespace, "key": key, "attempt": attempt,
+                "started_at": format_ms(*started_at), "started_by": started_by,
+            }),
+            Error::EffectConflict {
+                namespace,
+                key,
+                state,
+                reason,
+            } => json!({ "namespace": namespace, "key": key, "state": state, "reason": reason }),
+            Error::DigestMismatch {
+                task_id,
+                expected,
+                actual,
+            } => json!({ "task_id": task_id, "expected": expected, "actual": actual }),
             Error::InvalidArgument(_)
             | Error::Unauthorized(_)
             | Error::Forbidden(_)

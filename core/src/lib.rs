@@ -14,6 +14,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod effects;
 pub mod engine;
 pub mod error;
 pub mod model;

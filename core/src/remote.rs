@@ -441,6 +441,144 @@ impl RemoteEngine {
     pub async fn verify_audit(&self, id: Uuid) -> Result<ChainCheck> {
         Ok(audit::verify_chain(&self.audit(id).await?))
     }
+
+    /// `/api/v1/effects/{key}[/rest]?namespace=NS`.
+    fn effect_url(&self, namespace: &str, key: &str, rest: Option<&str>) -> Url {
+        let mut url = match rest {
+            Some(r) => self.endpoint(&["effects", key, r]),
+            None => self.endpoint(&["effects", key]),
+        };
+        url.query_pairs_mut().append_pair("namespace", namespace);
+        url
+    }
+
+    /// Begins an effect ([`crate::Engine::effect_begin`]). The attempt's token is chosen here
+    /// when none is given, before the first try, so a retried begin is the same attempt (the
+    /// server answers `run` again) and never a false "in doubt".
+    pub async fn effect_begin(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<crate::effects::Begin> {
+        let token = token.map_or_else(crate::users::random_token, str::to_string);
+        let body = json!({ "token": token, "by": by });
+        let url = self.effect_url(namespace, key, Some("begin"));
+        self.call(
+            Method::POST,
+            url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+            self.deadline(),
+        )
+        .await
+    }
+
+    /// Records the attempt's result ([`crate::Engine::effect_finish`]; idempotent, retried).
+    pub async fn effect_finish(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: &str,
+        result: Value,
+    ) -> Result<crate::effects::Effect> {
+        let body = json!({ "token": token, "result": result });
+        let url = self.effect_url(namespace, key, Some("finish"));
+        self.call(
+            Method::POST,
+            url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+            self.deadline(),
+        )
+        .await
+    }
+
+    /// Releases the attempt after a failure ([`crate::Engine::effect_abort`]; idempotent,
+    /// retried).
+    pub async fn effect_abort(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: &str,
+        error: Option<&str>,
+    ) -> Result<crate::effects::Effect> {
+        let body = json!({ "token": token, "error": error });
+        let url = self.effect_url(namespace, key, Some("abort"));
+        self.call(
+            Method::POST,
+            url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+            self.deadline(),
+        )
+        .await
+    }
+
+    /// Resolves an effect in doubt ([`crate::Engine::effect_resolve`]; the API key needs
+    /// `--allow-answer`). Retried only when the request was never sent.
+    pub async fn effect_resolve(
+        &self,
+        namespace: &str,
+        key: &str,
+        r: crate::effects::Resolve,
+    ) -> Result<crate::effects::Effect> {
+        let body = serde_json::to_value(&r)
+            .map_err(|e| Error::Internal(format!("resolution as JSON: {e}")))?;
+        let url = self.effect_url(namespace, key, Some("resolve"));
+        self.call(
+            Method::POST,
+            url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+            Retry::ConnectOnly,
+        )
+        .await
+    }
+
+    /// The effect `(namespace, key)`.
+    pub async fn effect(&self, namespace: &str, key: &str) -> Result<crate::effects::Effect> {
+        let url = self.effect_url(namespace, key, None);
+        self.call(Method::GET, url, None, REQUEST_TIMEOUT, self.deadline())
+            .await
+    }
+
+    /// Effects of the API key's namespace matching `filter`, oldest first.
+    pub async fn effects(
+        &self,
+        filter: crate::effects::EffectFilter,
+    ) -> Result<Vec<crate::effects::Effect>> {
+        let mut url = self.endpoint(&["effects"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(ns) = filter.namespace.as_deref() {
+                q.append_pair("namespace", ns);
+            }
+            if let Some(s) = filter.state.as_deref().filter(|s| !s.is_empty()) {
+                q.append_pair("state", s);
+            }
+            if let Some(l) = filter.limit {
+                q.append_pair("limit", &l.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.call(Method::GET, url, None, REQUEST_TIMEOUT, self.deadline())
+            .await
+    }
+
+    /// The effect's audit trail, oldest first.
+    pub async fn effect_audit(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Vec<crate::effects::EffectEvent>> {
+        let url = self.effect_url(namespace, key, Some("audit"));
+        self.call(Method::GET, url, None, REQUEST_TIMEOUT, self.deadline())
+            .await
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -529,9 +667,15 @@ fn rebuild(code: &str, message: &str, d: &Value) -> Option<Error> {
     let at = |k: &str| s(k).and_then(|v| parse_rfc3339(&v).ok());
     let errors = || serde_json::from_value::<Vec<FieldError>>(d.get("errors")?.clone()).ok();
     let known = |v: Option<String>| -> Option<&'static str> {
-        ["payload", "answer", "response_schema", "payload_schema"]
-            .into_iter()
-            .find(|k| v.as_deref() == Some(*k))
+        [
+            "payload",
+            "answer",
+            "response_schema",
+            "payload_schema",
+            "result",
+        ]
+        .into_iter()
+        .find(|k| v.as_deref() == Some(*k))
     };
     Some(match code {
         "invalid_payload" => Error::InvalidPayload { errors: errors()? },
@@ -555,6 +699,24 @@ fn rebuild(code: &str, message: &str, d: &Value) -> Option<Error> {
             existing: id("existing_task")?,
             existing_digest: s("existing_digest")?,
             new_digest: s("new_digest")?,
+        },
+        "conflict" if d.get("task_id").is_none() => Error::EffectConflict {
+            namespace: s("namespace")?,
+            key: s("key")?,
+            state: s("state")?,
+            reason: s("reason")?,
+        },
+        "effect_in_doubt" => Error::EffectInDoubt {
+            namespace: s("namespace")?,
+            key: s("key")?,
+            attempt: u32::try_from(d.get("attempt")?.as_u64()?).ok()?,
+            started_at: at("started_at")?,
+            started_by: s("started_by"),
+        },
+        "digest_mismatch" => Error::DigestMismatch {
+            task_id: s("task_id")?,
+            expected: s("expected")?,
+            actual: s("actual")?,
         },
         "conflict" => Error::Conflict {
             id: id("task_id")?,
@@ -624,6 +786,8 @@ pub(crate) fn static_code(code: &str) -> &'static str {
         "verification_inconclusive",
         "verification_pending",
         "verification_exhausted",
+        "effect_in_doubt",
+        "digest_mismatch",
         "config",
         "database",
         "unavailable",
@@ -699,6 +863,36 @@ mod tests {
                 by: None,
                 at,
                 reason: None,
+            },
+            Error::EffectInDoubt {
+                namespace: "default".into(),
+                key: "charge-A-1".into(),
+                attempt: 2,
+                started_at: at,
+                started_by: Some("python:host:42".into()),
+            },
+            Error::EffectInDoubt {
+                namespace: "default".into(),
+                key: "k".into(),
+                attempt: 1,
+                started_at: at,
+                started_by: None,
+            },
+            Error::EffectConflict {
+                namespace: "default".into(),
+                key: "k".into(),
+                state: "done".into(),
+                reason: "this attempt no longer holds it".into(),
+            },
+            Error::DigestMismatch {
+                task_id: id.to_string(),
+                expected: "a".repeat(64),
+                actual: "b".repeat(64),
+            },
+            Error::TooLarge {
+                what: "result",
+                size: 300_000,
+                limit: 262_144,
             },
             Error::Unauthorized("unknown API key".into()),
             Error::Forbidden("this key may not answer".into()),

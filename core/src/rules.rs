@@ -400,7 +400,13 @@ pub fn release(task: &Task, by: &str, channel: &str, now: i64) -> (Decision, Res
 /// approvals are in, or ends as rejected when the rejections reach the policy's `reject_on`;
 /// the final answer is the vote that decided. The same vote again changes nothing; a
 /// different vote from someone who already voted is refused (a vote cannot be changed).
-pub fn vote(task: &Task, a: &Answer, email: Option<&str>, now: i64) -> (Decision, Result<()>) {
+pub fn vote(
+    task: &Task,
+    a: &Answer,
+    voter: Option<&crate::access::Identity>,
+    now: i64,
+) -> (Decision, Result<()>) {
+    let email = voter.and_then(|v| v.email.as_deref());
     let Some(approvers) = task.policy.as_ref().and_then(|p| p.approvers.as_ref()) else {
         return answer(task, a, now);
     };
@@ -409,7 +415,18 @@ pub fn vote(task: &Task, a: &Answer, email: Option<&str>, now: i64) -> (Decision
     }
     // Non-approval schemas (allowed with `required = 1`) count every answer as approving.
     let approve = policy::approval_of(&task.response_schema, &a.response).unwrap_or(true);
-    if let Some(prev) = task.votes.iter().find(|v| v.by.eq_ignore_ascii_case(&a.by)) {
+    // One vote per person, however they are named: a user answering as "alice" and later as
+    // "alice@acme.com" is the same voter.
+    let names: Vec<&str> = [Some(a.by.as_str()), voter.map(|v| v.name.as_str()), email]
+        .into_iter()
+        .flatten()
+        .collect();
+    let same = |v: &Vote| {
+        std::iter::once(v.by.as_str())
+            .chain(v.email.as_deref())
+            .any(|x| names.iter().any(|n| n.eq_ignore_ascii_case(x)))
+    };
+    if let Some(prev) = task.votes.iter().find(|v| same(v)) {
         if prev.approve == approve && prev.response == a.response {
             return (Decision::default(), Ok(()));
         }

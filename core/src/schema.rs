@@ -77,14 +77,15 @@ pub fn task_digest(
 
 /// The digest of a whole request: [`task_digest`] when it has no verification and no policy
 /// (so digests stay stable across versions), else the same document with `verification` and
-/// `policy` added (the ones present). The approvers approve exactly this.
+/// `policy` added (the ones present): the verification contract and the approval policy are
+/// part of what the agent asked. The approvers approve exactly this.
 pub fn request_digest(
     title: &str,
     payload: &Value,
     payload_schema: Option<&Value>,
     response_schema: &Value,
-    verification: Option<Value>,
-    policy: Option<Value>,
+    verification: Option<&Value>,
+    policy: Option<&Value>,
 ) -> String {
     let mut doc = serde_json::json!({
         "title": title,
@@ -93,12 +94,86 @@ pub fn request_digest(
         "response_schema": response_schema,
     });
     if let Some(v) = verification {
-        doc["verification"] = v;
+        doc["verification"] = v.clone();
     }
     if let Some(p) = policy {
-        doc["policy"] = p;
+        doc["policy"] = p.clone();
     }
     sha256_hex(&canonical_json(&doc))
+}
+
+/// What a task's digest covers besides its payload, to compute the digest another payload
+/// would give (approval bound to the action: `docs/policies.md`). A task's JSON deserializes
+/// into it (other fields are ignored).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DigestParts {
+    /// The task's id (named in a mismatch error).
+    #[serde(default)]
+    pub id: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub payload_schema: Option<Value>,
+    pub response_schema: Value,
+    #[serde(default)]
+    pub verification: Option<crate::verify::Verification>,
+    #[serde(default)]
+    pub policy: Option<crate::policy::Policy>,
+    /// The approved digest (the task's); needed by [`DigestParts::verify`].
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+impl DigestParts {
+    /// The parts of `task`.
+    pub fn of(task: &crate::model::Task) -> DigestParts {
+        DigestParts {
+            id: Some(task.id.to_string()),
+            title: task.title.clone(),
+            payload_schema: task.payload_schema.clone(),
+            response_schema: task.response_schema.clone(),
+            verification: task.verification.clone(),
+            policy: task.policy.clone(),
+            digest: Some(task.digest.clone()),
+        }
+    }
+
+    /// The digest the task would have with `payload` (everything else as it is).
+    pub fn digest_with(&self, payload: &Value) -> String {
+        let verification = self.verification.as_ref().map(|v| v.to_json());
+        let policy = self
+            .policy
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| serde_json::to_value(p).unwrap_or(Value::Null));
+        request_digest(
+            &self.title,
+            payload,
+            self.payload_schema.as_ref(),
+            &self.response_schema,
+            verification.as_ref(),
+            policy.as_ref(),
+        )
+    }
+
+    /// `Ok` when `payload` gives the approved digest; [`Error::DigestMismatch`] otherwise
+    /// ([`Error::InvalidArgument`] when no digest is known).
+    pub fn verify(&self, payload: &Value) -> Result<()> {
+        let Some(expected) = self.digest.as_deref() else {
+            return Err(Error::InvalidArgument(
+                "the task's digest is needed to verify a payload".into(),
+            ));
+        };
+        let actual = self.digest_with(payload);
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(Error::DigestMismatch {
+                task_id: self.id.clone().unwrap_or_default(),
+                expected: expected.to_string(),
+                actual,
+            })
+        }
+    }
 }
 
 /// Checks the size of a JSON document against a limit, measured as canonical JSON.
@@ -180,6 +255,42 @@ mod tests {
         assert_ne!(d, task_digest("t", &json!({"a": 2}), None, &s));
         assert_ne!(d, task_digest("t", &json!({"a": 1}), Some(&s), &s));
         assert_ne!(d, task_digest("t", &json!({"a": 1}), None, &json!({})));
+    }
+
+    #[test]
+    fn digest_parts_recompute_the_digest_of_another_payload() {
+        let schema = json!({"type": "object"});
+        let parts = DigestParts {
+            id: Some("t1".into()),
+            title: "Run this tool?".into(),
+            payload_schema: None,
+            response_schema: schema.clone(),
+            verification: None,
+            policy: None,
+            digest: Some(task_digest(
+                "Run this tool?",
+                &json!({"args": [1]}),
+                None,
+                &schema,
+            )),
+        };
+        assert!(parts.verify(&json!({"args": [1]})).is_ok());
+        let e = parts.verify(&json!({"args": [2]})).unwrap_err();
+        assert_eq!(e.code(), "digest_mismatch");
+        assert_eq!(e.details()["task_id"], "t1");
+        // key order never matters: digests are over canonical JSON
+        assert_eq!(
+            parts.digest_with(&json!({"a": 1, "b": 2})),
+            parts.digest_with(&json!({"b": 2, "a": 1}))
+        );
+        let no_digest = DigestParts {
+            digest: None,
+            ..parts
+        };
+        assert_eq!(
+            no_digest.verify(&json!({})).unwrap_err().code(),
+            "invalid_argument"
+        );
     }
 
     #[test]

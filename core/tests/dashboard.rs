@@ -1048,7 +1048,169 @@ async fn failed_deliveries_show_to_those_who_may_see_the_task(db: Db) {
     d.shutdown().await;
 }
 
+/// Effects in doubt: admins see them (linked from the nav) and resolve them with CSRF-checked
+/// forms naming the attempt they saw; reviewers get no link and a 404; every resolution is
+/// the core's compare-and-set, audited with the admin's name.
+async fn effects_in_doubt_are_for_admins(db: Db) {
+    use inloop_core::access::Principal;
+    use inloop_core::effects::{Begin, EffectState};
+    let d = start(&db, None).await;
+    users::add_user(&d.engine, "root", None, Role::Admin, PASSWORD)
+        .await
+        .unwrap();
+    users::add_user(&d.engine, "alice", None, Role::Reviewer, PASSWORD)
+        .await
+        .unwrap();
+    let t = Principal::Trusted;
+    let evil = "<script>alert(1)</script>";
+    let key = format!("charge {evil}");
+    for k in [key.as_str(), "mail-7"] {
+        d.engine
+            .effect_begin("billing", k, None, Some("python:host:42"), &t)
+            .await
+            .unwrap();
+    }
+
+    // a reviewer: no link, 404 on the page and on the action, nothing changes
+    let (rs, rcsrf) = d.sign_in("alice", PASSWORD).await;
+    let queue = d.get("/tasks", Some(&rs)).await;
+    assert!(!queue.body.contains("href=\"/effects\""), "{}", queue.body);
+    assert_eq!(
+        d.get("/effects", Some(&rs)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let p = d
+        .post(
+            "/effects/resolve",
+            &rs,
+            &[
+                ("csrf", &rcsrf),
+                ("namespace", "billing"),
+                ("key", "mail-7"),
+                ("attempt", "1"),
+                ("action", "allow_retry"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    // not signed in: to the sign-in page
+    assert_eq!(d.get("/effects", None).await.status, StatusCode::SEE_OTHER);
+
+    // an admin: the link, the list (escaped), the forms
+    let (s, csrf) = d.sign_in("root", PASSWORD).await;
+    let queue = d.get("/tasks", Some(&s)).await;
+    assert!(queue.body.contains("href=\"/effects\""), "{}", queue.body);
+    let page = d.get("/effects", Some(&s)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("mail-7"), "{}", page.body);
+    assert!(page.body.contains("python:host:42"));
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.body.contains("Allow retry") && page.body.contains("Mark done"));
+    let form = |action: &'static str, attempt: &'static str, result: &'static str| {
+        vec![
+            ("namespace", "billing"),
+            ("key", "mail-7"),
+            ("attempt", attempt),
+            ("action", action),
+            ("result", result),
+            ("note", "checked the mail log"),
+        ]
+    };
+    let with_csrf = |mut f: Vec<(&'static str, &'static str)>, c: &str| {
+        let mut owned: Vec<(String, String)> = f
+            .drain(..)
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        owned.push(("csrf".into(), c.to_string()));
+        owned
+    };
+    let post = |f: Vec<(String, String)>| {
+        let d = &d;
+        let s = s.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            d.post("/effects/resolve", &s, &refs).await
+        }
+    };
+    // without the CSRF token: refused
+    let no_csrf: Vec<(String, String)> = form("allow_retry", "1", "")
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(post(no_csrf).await.status, StatusCode::FORBIDDEN);
+    // a result that is not JSON: the page says so and keeps what was typed
+    let p = post(with_csrf(form("mark_done", "1", "{not json"), &csrf)).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("not JSON"), "{}", p.body);
+    assert!(p.body.contains("{not json"), "{}", p.body);
+    // a stale page (another attempt): refused
+    let p = post(with_csrf(form("mark_done", "2", "{}"), &csrf)).await;
+    assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
+    assert!(
+        p.body.contains("attempt 2 is not the one in doubt"),
+        "{}",
+        p.body
+    );
+    let still = d.engine.effect("billing", "mail-7", &t).await.unwrap();
+    assert_eq!(still.state, EffectState::Running);
+
+    let p = post(with_csrf(
+        form("mark_done", "1", r#"{"sent": true}"#),
+        &csrf,
+    ))
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/effects?done=marked_done");
+    let done = d.engine.effect("billing", "mail-7", &t).await.unwrap();
+    assert_eq!(done.state, EffectState::Done);
+    assert_eq!(done.resolved_by.as_deref(), Some("root"));
+    match d
+        .engine
+        .effect_begin("billing", "mail-7", None, None, &t)
+        .await
+        .unwrap()
+    {
+        Begin::Done { result, .. } => assert_eq!(result, json!({"sent": true})),
+        b => panic!("{b:?}"),
+    }
+    let audit = d
+        .engine
+        .effect_audit("billing", "mail-7", &t)
+        .await
+        .unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_deref()),
+        ("marked_done", Some("root"))
+    );
+    assert_eq!(last.data["note"], "checked the mail log");
+    let page = d.get("/effects?done=marked_done", Some(&s)).await;
+    assert!(page.body.contains("Marked done"), "{}", page.body);
+    assert!(!page.body.contains("mail-7"), "{}", page.body);
+
+    // allow retry on the other one: the next begin runs attempt 2
+    let refs = [
+        ("csrf", csrf.as_str()),
+        ("namespace", "billing"),
+        ("key", key.as_str()),
+        ("attempt", "1"),
+        ("action", "allow_retry"),
+    ];
+    let p = d.post("/effects/resolve", &s, &refs).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(matches!(
+        d.engine
+            .effect_begin("billing", &key, None, None, &t)
+            .await
+            .unwrap(),
+        Begin::Run { attempt: 2, .. }
+    ));
+    d.shutdown().await;
+}
+
 conformance!(
+    effects_in_doubt_are_for_admins,
     quorum_votes_in_the_dashboard,
     failed_deliveries_show_to_those_who_may_see_the_task,
     setup_link_creates_the_admin_once,

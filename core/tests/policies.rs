@@ -124,6 +124,29 @@ async fn two_of_three_completes_on_the_second_approval(db: Db) {
         .await
         .unwrap();
     assert_eq!(again.votes.len(), 1);
+    // So does the same person named another way (a trusted caller answering by e-mail).
+    let by_email = Answer {
+        by: "Alice@acme.com".into(),
+        ..vote(true, "api")
+    };
+    let again = e
+        .answer_as(t.id, by_email.clone(), &Principal::Trusted)
+        .await
+        .unwrap();
+    assert_eq!(again.votes.len(), 1, "{:?}", again.votes);
+    assert_eq!(again.status, Status::Pending);
+    let err = e
+        .answer_as(
+            t.id,
+            Answer {
+                response: json!({"approved": false}),
+                ..by_email
+            },
+            &Principal::Trusted,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already voted"), "{err}");
     // A vote cannot be changed.
     let changed = e
         .answer_as(t.id, vote(false, "dashboard"), &alice())
@@ -205,8 +228,8 @@ async fn two_of_three_completes_on_the_second_approval(db: Db) {
     );
     assert_eq!(
         k.iter().filter(|k| *k == "answer_refused").count(),
-        4,
-        "changed, admin, mallory, late: {k:?}"
+        5,
+        "changed (twice), admin, mallory, late: {k:?}"
     );
     assert_eq!(k.last().map(String::as_str), Some("answer_refused"));
     assert!(e.verify_audit(t.id).await.unwrap().ok);
@@ -382,6 +405,27 @@ async fn bad_policies_are_refused(db: Db) {
     };
     let err = e.create(wire("w-digest", p2)).await.unwrap_err();
     assert!(matches!(err, Error::KeyReused { .. }), "{err}");
+    // The agent's check recomputes the digest with the policy, from the task or its JSON.
+    use inloop_core::schema::DigestParts;
+    DigestParts::of(&first).verify(&first.payload).unwrap();
+    let parts: DigestParts = serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap();
+    parts.verify(&first.payload).unwrap();
+    let err = parts
+        .verify(&json!({"amount": 25001, "to": "ACME"}))
+        .unwrap_err();
+    assert_eq!(err.code(), "digest_mismatch");
+
+    // A default answer needs a deadline to stand in for.
+    let new = wire(
+        "w-bad5",
+        Policy {
+            on_timeout: OnTimeout::Default(json!({"approved": false})),
+            ..Default::default()
+        },
+    );
+    let err = e.create(new).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("needs a timeout"), "{err}");
 
     // A quorum task is not claimed: every approver votes.
     let err = e

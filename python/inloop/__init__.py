@@ -12,6 +12,9 @@ the response schema and returned typed::
         key="refund-A-1",
     )
 
+``await_decision`` returns the answer with what it approved (``decision.verify(payload)``), and
+``once(key, fn)`` runs a side effect at most once per key (``docs/policies.md``).
+
 People answer from any process on the same database (``inloop tasks answer``, or
 :class:`Client`). Configuration: ``INLOOP_DATABASE_URL`` (``sqlite:PATH`` or
 ``postgres://...``), else ``.inloop/inloop.db`` under the current directory. Remote mode:
@@ -20,13 +23,16 @@ People answer from any process on the same database (``inloop tasks answer``, or
 """
 
 from . import verifiers
-from ._await import await_human, await_human_sync
+from ._await import Decision, await_decision, await_human, await_human_sync
+from ._effects import once, once_sync
 from .client import Client
 from .errors import (
     Cancelled,
     ConfigError,
     Conflict,
     DatabaseError,
+    DigestMismatch,
+    EffectInDoubt,
     FieldError,
     InloopError,
     InternalError,
@@ -43,7 +49,7 @@ from .errors import (
     VerificationPending,
     VerificationRejected,
 )
-from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
 
 __version__ = "0.1.0"
 
@@ -55,6 +61,11 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "Decision",
+    "DigestMismatch",
+    "Effect",
+    "EffectInDoubt",
+    "EffectState",
     "FieldError",
     "InloopError",
     "InternalError",
@@ -73,7 +84,10 @@ __all__ = [
     "VerificationInconclusive",
     "VerificationPending",
     "VerificationRejected",
+    "await_decision",
     "await_human",
     "await_human_sync",
+    "once",
+    "once_sync",
     "verifiers",
 ]

@@ -6,16 +6,65 @@ import asyncio
 import inspect
 import json
 import time
-from typing import Any, TypeVar, overload
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
 from ._schema import parse_response
 from .client import Client, Timeout, default_client
 from .errors import Conflict
+from .types import Task
 from .verifiers import Verdict, Verification, Verifier, inconclusive
 
 M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Decision(Generic[A]):
+    """What :func:`await_decision` returns: the typed answer, and what it approved.
+
+    ``answer`` is what :func:`await_human` would have returned; ``task`` the ended task;
+    ``digest`` the digest of exactly what the person saw and answered (title, payload,
+    schemas); :meth:`verify` checks that a payload is that one. ``votes`` lists the individual
+    votes when the task's approval policy collects several (empty otherwise); ``defaulted``
+    is true when the task timed out and the answer is its policy's default, not a person's.
+    """
+
+    answer: A
+    task: Task
+    votes: list[dict[str, Any]] = field(default_factory=list)
+    defaulted: bool = False
+
+    @property
+    def digest(self) -> str:
+        """The approved digest: SHA-256 of the canonical title, payload and schemas."""
+        return self.task.digest
+
+    @property
+    def answered_by(self) -> str | None:
+        """Who answered."""
+        return self.task.answered_by
+
+    @property
+    def answered_via(self) -> str | None:
+        """Through which channel (``dashboard``, ``slack``, ``api`` ...)."""
+        return self.task.answered_via
+
+    def verify(self, payload: Any) -> None:
+        """Raises :class:`inloop.DigestMismatch` unless ``payload`` (a model instance or JSON)
+        is exactly what was approved (see :meth:`inloop.Task.verify`)."""
+        self.task.verify(payload)
+
+    @classmethod
+    def _from_task(cls, task: dict[str, Any], answer: A) -> Decision[A]:
+        return cls(
+            answer=answer,
+            task=Task._from_json(task),
+            votes=list(task.get("votes") or []),
+            defaulted=task.get("status") == "timed_out" and task.get("response") is not None,
+        )
 
 
 @overload
@@ -102,6 +151,117 @@ async def await_human(
             timeout=timedelta(hours=4),
         )
     """
+    return (
+        await _run(
+            title,
+            payload=payload,
+            response=response,
+            key=key,
+            timeout=timeout,
+            notify=notify,
+            assign_to=assign_to,
+            namespace=namespace,
+            client=client,
+            verification=verification,
+            verifier=verifier,
+        )
+    )[1]
+
+
+@overload
+async def await_decision(
+    title: str,
+    *,
+    payload: Any,
+    response: type[M],
+    key: str | None = None,
+    timeout: Timeout | None = None,
+    notify: list[str] | None = None,
+    assign_to: list[str] | None = None,
+    namespace: str | None = None,
+    client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
+) -> Decision[M]: ...
+
+
+@overload
+async def await_decision(
+    title: str,
+    *,
+    payload: Any,
+    response: dict[str, Any],
+    key: str | None = None,
+    timeout: Timeout | None = None,
+    notify: list[str] | None = None,
+    assign_to: list[str] | None = None,
+    namespace: str | None = None,
+    client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
+) -> Decision[Any]: ...
+
+
+async def await_decision(
+    title: str,
+    *,
+    payload: Any,
+    response: type[BaseModel] | dict[str, Any],
+    key: str | None = None,
+    timeout: Timeout | None = None,
+    notify: list[str] | None = None,
+    assign_to: list[str] | None = None,
+    namespace: str | None = None,
+    client: Client | None = None,
+    verification: Verification | None = None,
+    verifier: Verifier | None = None,
+) -> Decision[Any]:
+    """:func:`await_human`, returning a :class:`Decision`: the typed answer (``.answer``) with
+    what it approved (``.digest``, ``.task``), who answered (``.answered_by``,
+    ``.answered_via``), and ``.verify(payload)``, which raises :class:`inloop.DigestMismatch`
+    unless the payload is exactly the one approved. Same parameters, same errors, same
+    durability as :func:`await_human`.
+
+    Example (an approval bound to the action)::
+
+        decision = await await_decision("Run this tool?", payload=args, response=Approval,
+                                        key=f"tool-{call_id}")
+        if decision.answer.approved:
+            decision.verify(args)  # what runs is what was approved
+            await once(f"tool-{call_id}", lambda: run_tool(args))
+    """
+    task, answer = await _run(
+        title,
+        payload=payload,
+        response=response,
+        key=key,
+        timeout=timeout,
+        notify=notify,
+        assign_to=assign_to,
+        namespace=namespace,
+        client=client,
+        verification=verification,
+        verifier=verifier,
+    )
+    return Decision._from_task(task, answer)
+
+
+async def _run(
+    title: str,
+    *,
+    payload: Any,
+    response: type[BaseModel] | dict[str, Any],
+    key: str | None,
+    timeout: Timeout | None,
+    notify: list[str] | None,
+    assign_to: list[str] | None,
+    namespace: str | None,
+    client: Client | None,
+    verification: Verification | None,
+    verifier: Verifier | None,
+) -> tuple[dict[str, Any], Any]:
+    """What :func:`await_human` and :func:`await_decision` share: builds the request, waits,
+    and returns the ended task (as JSON) and the typed answer."""
     client = client or default_client(namespace)
     request = client._request(
         title,
@@ -118,7 +278,8 @@ async def await_human(
         callback_url,
     )
     if verifier is None:
-        return parse_response(response, await client._ask(request))
+        task = await client._ask_task(request)
+        return task, parse_response(response, task.get("response"))
     return await _with_verifier(client, request, payload, response, verifier)
 
 
@@ -128,9 +289,10 @@ async def _with_verifier(
     payload: Any,
     response: type[BaseModel] | dict[str, Any],
     verifier: Verifier,
-) -> Any:
+) -> tuple[dict[str, Any], Any]:
     """Waits for an answer, judges it with ``verifier``, reports the verdict to the core, and
-    waits again while the core sends the task back to the person."""
+    waits again while the core sends the task back to the person. Returns the task after the
+    passing verdict (as JSON) and the answer."""
     name = "sdk:" + str(getattr(verifier, "__name__", None) or type(verifier).__name__)
     engine = await client._native()
     task_id = json.loads(await engine.create(request))["task"]["id"]
@@ -154,7 +316,7 @@ async def _with_verifier(
         except Conflict:
             continue  # judged meanwhile (a retried agent): look at the task again
         if after["status"] == "completed":
-            return answer
+            return after, answer
 
 
 async def _judge(verifier: Verifier, payload: Any, answer: Any) -> Verdict:

@@ -9,12 +9,12 @@ import os
 import threading
 import weakref
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from . import _native
 from ._schema import payload_parts, response_schema, to_json
 from .errors import InvalidArgument
-from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
 from .verifiers import Verdict, Verification
 
 Timeout = timedelta | float | int
@@ -217,8 +217,13 @@ class Client:
     async def _ask(self, request: str) -> Any:
         """Create-or-get and wait for the outcome in one native call (``await_human``);
         returns the accepted answer as JSON."""
+        return (await self._ask_task(request))["response"]
+
+    async def _ask_task(self, request: str) -> dict[str, Any]:
+        """:meth:`_ask`, returning the whole ended task as JSON."""
         engine = await self._native()
-        return json.loads(await engine.ask(request))["response"]
+        task: dict[str, Any] = json.loads(await engine.ask(request))
+        return task
 
     async def get(self, id: str) -> Task:
         """The task with this id (:class:`inloop.NotFound` if there is none)."""
@@ -356,6 +361,77 @@ class Client:
             broken_at_seq=d.get("broken_at_seq"),
             problem=d.get("problem"),
         )
+
+    async def effect(self, key: str, namespace: str | None = None) -> Effect:
+        """The exactly-once effect ``key`` names (see :func:`inloop.once`) in ``namespace``
+        (this client's by default); :class:`inloop.NotFound` if none.
+
+        Example::
+
+            effect = await client.effect("charge-A-1")
+            print(effect.state, effect.attempt, effect.started_by)
+        """
+        engine = await self._native()
+        return Effect._from_json(json.loads(await engine.effect(namespace or self.namespace, key)))
+
+    async def effects(
+        self,
+        *,
+        state: EffectState | Literal["in_doubt"] | str | None = None,
+        limit: int = 100,
+        all_namespaces: bool = False,
+    ) -> builtins.list[Effect]:
+        """Effects of this client's namespace (or every namespace, with a database), oldest
+        first. ``state="in_doubt"`` lists the ones waiting for a person.
+
+        Example::
+
+            for e in await client.effects(state="in_doubt"):
+                print(e.key, "began at", e.started_at, "by", e.started_by)
+        """
+        if isinstance(state, EffectState):
+            state = state.value
+        flt = {
+            "namespace": None if all_namespaces else self.namespace,
+            "state": state,
+            "limit": limit,
+        }
+        engine = await self._native()
+        return [Effect._from_json(e) for e in json.loads(await engine.effects(_dumps(flt)))]
+
+    async def resolve_effect(
+        self,
+        key: str,
+        action: Literal["mark_done", "allow_retry"],
+        *,
+        by: str,
+        result: Any = None,
+        attempt: int | None = None,
+        note: str | None = None,
+        namespace: str | None = None,
+    ) -> Effect:
+        """Resolves an effect in doubt, as the person ``by`` (audited): ``"mark_done"`` records
+        it done with ``result`` (a Pydantic instance or JSON; ``None`` is ``null``), which every
+        later :func:`inloop.once` call returns; ``"allow_retry"`` lets the next call run the
+        function again. With ``attempt``, only that attempt is resolved
+        (:class:`inloop.Conflict` when another one is in doubt by now). In remote mode the
+        API key needs ``--allow-answer``.
+
+        Check first that the process is gone and whether the effect happened.
+
+        Example::
+
+            await client.resolve_effect("charge-A-1", "mark_done", by="alice",
+                                        result={"charge": "ch_1"}, note="seen in Stripe")
+        """
+        if action not in ("mark_done", "allow_retry"):
+            raise InvalidArgument(f"action must be mark_done or allow_retry, not {action!r}")
+        body: dict[str, Any] = {"action": action, "attempt": attempt, "note": note, "by": by}
+        if action == "mark_done":
+            body["result"] = to_json(result)
+        engine = await self._native()
+        out = await engine.effect_resolve(namespace or self.namespace, key, _dumps(body))
+        return Effect._from_json(json.loads(out))
 
     async def close(self) -> None:
         """Closes the database connections. The client reopens them if used again."""

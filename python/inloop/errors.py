@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -144,6 +145,59 @@ class VerificationExhausted(InloopError):
         return [str(r) for r in self.details.get("reasons", [])]
 
 
+class EffectInDoubt(InloopError):
+    """An effect of :func:`inloop.once` began in another attempt and never recorded a result:
+    that process may have died inside the function, or may still be running it. The function
+    is not run again until a person resolves the effect (the dashboard's "Effects in doubt":
+    mark done, or allow a retry), so it never runs twice silently."""
+
+    code = "effect_in_doubt"
+
+    @property
+    def key(self) -> str:
+        """The effect's key."""
+        return str(self.details.get("key", ""))
+
+    @property
+    def namespace(self) -> str:
+        """The effect's namespace."""
+        return str(self.details.get("namespace", ""))
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt is in doubt (1 for the first)."""
+        return int(self.details.get("attempt") or 0)
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the attempt in doubt began."""
+        at = self.details.get("started_at")
+        return datetime.fromisoformat(at.replace("Z", "+00:00")) if isinstance(at, str) else None
+
+    @property
+    def started_by(self) -> str | None:
+        """Who or which process began it (``python:HOST:PID`` by default)."""
+        by = self.details.get("started_by")
+        return by if isinstance(by, str) else None
+
+
+class DigestMismatch(InloopError):
+    """A payload does not produce the digest of the task that was approved: what the agent is
+    about to do is not what the person approved (:meth:`inloop.Task.verify`)."""
+
+    code = "digest_mismatch"
+
+    @property
+    def expected(self) -> str:
+        """The approved digest (the task's)."""
+        return str(self.details.get("expected", ""))
+
+    @property
+    def actual(self) -> str:
+        """The digest of the payload that was checked."""
+        return str(self.details.get("actual", ""))
+
+
 class ConfigError(InloopError):
     """The configuration (database URL, environment) is unusable."""
 
@@ -179,6 +233,8 @@ _BY_CODE: dict[str, type[InloopError]] = {
         VerificationInconclusive,
         VerificationPending,
         VerificationExhausted,
+        EffectInDoubt,
+        DigestMismatch,
         ConfigError,
         DatabaseError,
         InternalError,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from . import _native
+from ._schema import to_json
+from .errors import InvalidArgument
 
 
 class Status(str, enum.Enum):
@@ -102,6 +107,46 @@ class Task:
             callback_url=d.get("callback_url"),
         )
 
+    def _digest_parts(self, payload: Any) -> tuple[str, str]:
+        parts = {
+            "id": self.id,
+            "title": self.title,
+            "payload_schema": self.payload_schema,
+            "response_schema": self.response_schema,
+            "verification": self.verification,
+            "digest": self.digest,
+        }
+        try:
+            body = json.dumps(to_json(payload), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"the payload is not JSON-serializable: {e}") from e
+        return json.dumps(parts), body
+
+    def digest_for(self, payload: Any) -> str:
+        """The digest this task would have with ``payload`` instead of its own (everything else
+        as it is): SHA-256 of the canonical JSON of title, payload and schemas.
+
+        Example::
+
+            assert task.digest_for(task.payload) == task.digest
+        """
+        return _native.task_digest(*self._digest_parts(payload))
+
+    def verify(self, payload: Any) -> None:
+        """Checks that ``payload`` (a Pydantic model instance or any JSON value) is what was
+        approved: it produces this task's digest. Raises :class:`inloop.DigestMismatch`
+        (``expected``, ``actual``) when it does not, for example when the tool arguments were
+        edited after the approval. Key order never matters (canonical JSON).
+
+        Example::
+
+            decision = await await_decision("Run this tool?", payload=args, response=Approval)
+            if decision.answer.approved:
+                decision.verify(args_about_to_run)  # raises DigestMismatch if they changed
+                run_tool(args_about_to_run)
+        """
+        _native.verify_digest(*self._digest_parts(payload))
+
 
 class TaskPage(list[Task]):
     """A page of tasks (a ``list``), newest first, with the cursor of the next page."""
@@ -151,3 +196,72 @@ class AuditCheck:
     broken_at_seq: int | None = None
     problem: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EffectState(str, enum.Enum):
+    """Where an effect of :func:`inloop.once` is."""
+
+    #: An attempt began and has not recorded an outcome: in doubt to every other caller.
+    RUNNING = "running"
+    #: The result is recorded; every later call returns it.
+    DONE = "done"
+    #: The function raised and the effect was released: the next call runs it again.
+    FAILED = "failed"
+    #: A person allowed another attempt: the next call runs it again.
+    RETRY_ALLOWED = "retry_allowed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An exactly-once effect (:func:`inloop.once`), as stored."""
+
+    id: str
+    namespace: str
+    key: str
+    state: EffectState
+    #: How many attempts began (1 for the first).
+    attempt: int
+    started_at: datetime
+    #: Who or which process began the current (or last) attempt.
+    started_by: str | None
+    finished_at: datetime | None
+    #: The recorded result (JSON), once done.
+    result: Any
+    #: Why the last attempt failed, when it did.
+    error: str | None
+    #: The person who resolved it while in doubt (mark done or allow retry), if anyone.
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def in_doubt(self) -> bool:
+        """Whether an attempt began and never recorded an outcome (``state`` is running)."""
+        return self.state is EffectState.RUNNING
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> Effect:
+        started_at = _time(d["started_at"])
+        created_at = _time(d["created_at"])
+        updated_at = _time(d["updated_at"])
+        assert started_at is not None and created_at is not None and updated_at is not None
+        return cls(
+            id=d["id"],
+            namespace=d["namespace"],
+            key=d["key"],
+            state=EffectState(d["state"]),
+            attempt=int(d["attempt"]),
+            started_at=started_at,
+            started_by=d.get("started_by"),
+            finished_at=_time(d.get("finished_at")),
+            result=d.get("result"),
+            error=d.get("error"),
+            resolved_by=d.get("resolved_by"),
+            resolved_at=_time(d.get("resolved_at")),
+            created_at=created_at,
+            updated_at=updated_at,
+        )

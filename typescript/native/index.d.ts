@@ -55,6 +55,28 @@ export declare class Engine {
   awaitResponse(id: string, abort?: number | undefined | null): Promise<string>
   audit(id: string): Promise<string>
   verifyAudit(id: string): Promise<string>
+  /**
+   * Begins the effect `(namespace, key)` for the attempt holding `token` (generated when
+   * absent): resolves to `{"outcome": "run", token, attempt}` or `{"outcome": "done",
+   * result, finished_at}` as JSON; rejects with `effect_in_doubt` when another attempt
+   * never finished.
+   */
+  effectBegin(namespace: string, key: string, token?: string | undefined | null, by?: string | undefined | null): Promise<string>
+  /** Records the attempt's result (`result` is JSON text); resolves to the effect as JSON. */
+  effectFinish(namespace: string, key: string, token: string, result: string): Promise<string>
+  /** Releases the attempt after its function threw; resolves to the effect as JSON. */
+  effectAbort(namespace: string, key: string, token: string, error?: string | undefined | null): Promise<string>
+  /**
+   * Resolves an effect in doubt (`resolution` is a `Resolve` as JSON: `action`, `result`,
+   * `attempt`, `note`, `by`); resolves to the effect as JSON.
+   */
+  effectResolve(namespace: string, key: string, resolution: string): Promise<string>
+  /** The effect as JSON (rejects with `not_found` when there is none). */
+  effect(namespace: string, key: string): Promise<string>
+  /** Effects matching `filter` (an `EffectFilter` as JSON), oldest first, as a JSON list. */
+  effects(filter: string): Promise<string>
+  /** The effect's audit trail as a JSON list, oldest first. */
+  effectAudit(namespace: string, key: string): Promise<string>
   close(): Promise<void>
   /**
    * How many waiters of this process are parked until a wake (always 0 in remote mode:
@@ -79,6 +101,18 @@ export interface ResolvedTarget {
  * `{kind: "database", url}`; rejects with `config` (e.g. `INLOOP_URL` without a key).
  */
 export declare function resolveTarget(url?: string | undefined | null, remoteUrl?: string | undefined | null, apiKey?: string | undefined | null): ResolvedTarget
+
+/**
+ * The digest `task` (its JSON: title, schemas, verification) would have with `payload`
+ * (JSON text).
+ */
+export declare function taskDigest(task: string, payload: string): string
+
+/**
+ * Throws (code `digest_mismatch`) unless `payload` (JSON text) gives the digest of `task`
+ * (its JSON, with `digest`): what the agent is about to do is what was approved.
+ */
+export declare function verifyDigest(task: string, payload: string): void
 
 /**
  * Checks a signed webhook request from `inloop serve` (Standard Webhooks: `webhook-id`,

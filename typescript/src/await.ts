@@ -1,9 +1,10 @@
 /** `awaitHuman`: ask a person, wait durably, get a typed answer. @module */
 
-import { Aborted, Conflict, InvalidArgument, call as callNative } from "./errors.js";
-import { Client, abortable, defaultClient, type TaskRequest } from "./client.js";
-import type { NativeEngine } from "./native.js";
-import { parseAnswer, type Infer, type Schema } from "./schema.js";
+import { Aborted, Conflict, InvalidArgument, call as callNative, fromNative } from "./errors.js";
+import { Client, abortable, defaultClient, toJsonText, type TaskRequest } from "./client.js";
+import { native, type NativeEngine } from "./native.js";
+import { parseAnswer, parsePayload, type Infer, type Schema } from "./schema.js";
+import { taskFromJson, type Task } from "./types.js";
 import { inconclusive, type Verdict, type Verifier } from "./verifiers.js";
 
 /** Options of {@link awaitHuman}. */
@@ -58,6 +59,132 @@ export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
  * ```
  */
 export async function awaitHuman<S extends Schema>(options: AwaitHumanOptions<S>): Promise<Infer<S>> {
+  return (await run(options)).answer;
+}
+
+/**
+ * What {@link awaitDecision} resolves to: the typed answer, and what it approved.
+ *
+ * `answer` is what `awaitHuman` would have returned; `task` the ended task; `digest` the
+ * digest of exactly what the person saw and answered (title, payload, schemas); `verify`
+ * checks that a payload is that one. `votes` lists the individual votes when the task's
+ * approval policy collects several (empty otherwise); `defaulted` is true when the task timed
+ * out and the answer is its policy's default, not a person's.
+ */
+export interface Decision<T> {
+  readonly answer: T;
+  readonly task: Task;
+  /** The approved digest: SHA-256 of the canonical title, payload and schemas. */
+  readonly digest: string;
+  readonly answeredBy: string | null;
+  /** Through which channel (`dashboard`, `slack`, `api` ...). */
+  readonly answeredVia: string | null;
+  readonly votes: readonly Record<string, unknown>[];
+  readonly defaulted: boolean;
+  /**
+   * Throws `DigestMismatch` unless `payload` is exactly what was approved (parsed by the
+   * request's `payloadSchema` first, as the request's payload was).
+   */
+  verify(payload: unknown): void;
+}
+
+/**
+ * `awaitHuman`, resolving to a {@link Decision}: the typed answer (`answer`) with what it
+ * approved (`digest`, `task`), who answered (`answeredBy`, `answeredVia`), and
+ * `verify(payload)`, which throws `DigestMismatch` unless the payload is exactly the one
+ * approved. Same options, same errors, same durability as `awaitHuman`.
+ *
+ * @example An approval bound to the action:
+ * ```ts
+ * const decision = await awaitDecision({
+ *   title: "Run this tool?", payload: args, responseSchema: Approval, key: `tool-${callId}`,
+ * });
+ * if (decision.answer.approved) {
+ *   decision.verify(args); // what runs is what was approved
+ *   await once(`tool-${callId}`, () => runTool(args));
+ * }
+ * ```
+ */
+export async function awaitDecision<S extends Schema>(options: AwaitHumanOptions<S>): Promise<Decision<Infer<S>>> {
+  const { raw, answer } = await run(options);
+  const task = taskFromJson(raw);
+  const payloadSchema = options.payloadSchema;
+  const votes = Array.isArray(raw["votes"]) ? (raw["votes"] as Record<string, unknown>[]) : [];
+  return {
+    answer,
+    task,
+    digest: task.digest,
+    answeredBy: task.answeredBy,
+    answeredVia: task.answeredVia,
+    votes,
+    defaulted: raw["status"] === "timed_out" && raw["response"] != null,
+    verify(payload: unknown): void {
+      verifyDigest(task, parsePayload(payloadSchema, payload));
+    },
+  };
+}
+
+/** The JSON `verifyDigest` and `taskDigest` hand the core. */
+function digestParts(task: Task, payload: unknown): [string, string] {
+  if (typeof task !== "object" || task === null || typeof task.digest !== "string") {
+    throw new InvalidArgument("the first argument must be a Task");
+  }
+  const parts = toJsonText(
+    {
+      id: task.id,
+      title: task.title,
+      payload_schema: task.payloadSchema,
+      response_schema: task.responseSchema,
+      verification: task.verification,
+      digest: task.digest,
+    },
+    "the task",
+  );
+  return [parts, toJsonText(payload, "the payload")];
+}
+
+/**
+ * The digest `task` would have with `payload` instead of its own (everything else as it is).
+ *
+ * @example
+ * ```ts
+ * assert.equal(taskDigest(task, task.payload), task.digest);
+ * ```
+ */
+export function taskDigest(task: Task, payload: unknown): string {
+  const [parts, body] = digestParts(task, payload);
+  try {
+    return native().taskDigest(parts, body);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/**
+ * Throws `DigestMismatch` (`expected`, `actual`) unless `payload` produces `task`'s digest:
+ * what the agent is about to do is what the person approved (for example, the tool arguments
+ * were not edited after the approval). Key order never matters (canonical JSON).
+ *
+ * @example
+ * ```ts
+ * const task = await client.getByKey(`tool-${callId}`);
+ * verifyDigest(task, argsAboutToRun);
+ * ```
+ */
+export function verifyDigest(task: Task, payload: unknown): void {
+  const [parts, body] = digestParts(task, payload);
+  try {
+    native().verifyDigest(parts, body);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** What `awaitHuman` and `awaitDecision` share: builds the request, waits, and returns the
+ * ended task (as JSON) and the typed answer. */
+async function run<S extends Schema>(
+  options: AwaitHumanOptions<S>,
+): Promise<{ raw: Record<string, unknown>; answer: Infer<S> }> {
   if (typeof options !== "object" || options === null) {
     throw new InvalidArgument("awaitHuman takes an options object");
   }
@@ -75,8 +202,8 @@ export async function awaitHuman<S extends Schema>(options: AwaitHumanOptions<S>
     return withVerifier(engine, request, options, options.verifier);
   }
   const text = await abortable(engine, signal, (h) => engine.ask(request, h ?? null));
-  const task = JSON.parse(text) as { response?: unknown };
-  return parseAnswer(options.responseSchema, task.response ?? null);
+  const raw = JSON.parse(text) as Record<string, unknown>;
+  return { raw, answer: parseAnswer(options.responseSchema, raw["response"] ?? null) };
 }
 
 /** Waits for an answer, judges it, reports the verdict to the core, and waits again while
@@ -86,7 +213,7 @@ async function withVerifier<S extends Schema>(
   request: string,
   options: AwaitHumanOptions<S>,
   verifier: Verifier<never, Infer<S>>,
-): Promise<Infer<S>> {
+): Promise<{ raw: Record<string, unknown>; answer: Infer<S> }> {
   const name = `sdk:${verifier.name || "verifier"}`;
   const created = JSON.parse(await callNative(() => engine.create(request))) as { task: { id: string } };
   const id = created.task.id;
@@ -103,14 +230,14 @@ async function withVerifier<S extends Schema>(
       verifier: name,
       latency_ms: Math.round(performance.now() - started),
     });
-    let after: { status: string };
+    let after: Record<string, unknown>;
     try {
-      after = JSON.parse(await callNative(() => engine.submitVerdict(id, body))) as { status: string };
+      after = JSON.parse(await callNative(() => engine.submitVerdict(id, body))) as Record<string, unknown>;
     } catch (e) {
       if (e instanceof Conflict) continue; // judged meanwhile (a retried agent): look again
       throw e;
     }
-    if (after.status === "completed") return answer;
+    if (after["status"] === "completed") return { raw: after, answer };
   }
 }
 

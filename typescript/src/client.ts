@@ -8,9 +8,12 @@ import {
   STATUSES,
   auditCheckFromJson,
   auditEventFromJson,
+  effectFromJson,
   taskFromJson,
   type AuditCheck,
   type AuditEvent,
+  type Effect,
+  type EffectState,
   type Status,
   type Task,
   type TaskPage,
@@ -173,6 +176,30 @@ export interface CancelOptions {
   by: string;
   reason?: string;
   channel?: string;
+}
+
+/** Options of `Client.effects`. */
+export interface EffectsOptions {
+  /** `"in_doubt"` (the same as `"running"`): the ones waiting for a person. Every state when absent. */
+  state?: EffectState | "in_doubt";
+  /** At most this many, oldest first (default 100). */
+  limit?: number;
+  /** Every namespace rather than the client's (with a database; a server key sees its own). */
+  allNamespaces?: boolean;
+}
+
+/** Options of `Client.resolveEffect`. */
+export interface ResolveEffectOptions {
+  /** The person who resolves (recorded in the effect's audit trail). */
+  by: string;
+  /** For `"mark_done"`: what every later `once` call returns (default `null`). */
+  result?: unknown;
+  /** Only this attempt (rejects with `Conflict` when another one is in doubt by now). */
+  attempt?: number;
+  /** Why (recorded). */
+  note?: string;
+  /** The effect's namespace (default: the client's). */
+  namespace?: string;
 }
 
 /** Options of `Client.wait`. */
@@ -509,6 +536,73 @@ export class Client {
   async verifyAudit(id: string): Promise<AuditCheck> {
     const engine = await this._engine();
     return auditCheckFromJson(JSON.parse(await call(() => engine.verifyAudit(id))));
+  }
+
+  /**
+   * The exactly-once effect `key` names (see `once`) in this client's namespace (`NotFound`
+   * if none).
+   *
+   * @example
+   * ```ts
+   * const effect = await client.effect("charge-A-1");
+   * console.log(effect.state, effect.attempt, effect.startedBy);
+   * ```
+   */
+  async effect(key: string, namespace?: string): Promise<Effect> {
+    const engine = await this._engine();
+    return effectFromJson(JSON.parse(await call(() => engine.effect(namespace ?? this.namespace, key))));
+  }
+
+  /**
+   * Effects of this client's namespace, oldest first; `{ state: "in_doubt" }` lists the ones
+   * waiting for a person.
+   *
+   * @example
+   * ```ts
+   * for (const e of await client.effects({ state: "in_doubt" })) console.log(e.key, e.startedBy);
+   * ```
+   */
+  async effects(options: EffectsOptions = {}): Promise<Effect[]> {
+    const filter = toJsonText(
+      {
+        namespace: options.allNamespaces ? null : this.namespace,
+        state: options.state ?? null,
+        limit: options.limit ?? 100,
+      },
+      "the filter",
+    );
+    const engine = await this._engine();
+    const rows = JSON.parse(await call(() => engine.effects(filter))) as unknown[];
+    return rows.map(effectFromJson);
+  }
+
+  /**
+   * Resolves an effect in doubt, as the person `by` (audited): `"mark_done"` records it done
+   * with `result` (every later `once` call returns it); `"allow_retry"` lets the next call run
+   * the function again. Check first that the process is gone and whether the effect
+   * happened. In remote mode the API key needs `--allow-answer`.
+   *
+   * @example
+   * ```ts
+   * await client.resolveEffect("charge-A-1", "mark_done", { by: "alice", result: { charge: "ch_1" } });
+   * ```
+   */
+  async resolveEffect(key: string, action: "mark_done" | "allow_retry", options: ResolveEffectOptions): Promise<Effect> {
+    if (action !== "mark_done" && action !== "allow_retry") {
+      throw new InvalidArgument(`action must be "mark_done" or "allow_retry", not ${JSON.stringify(action)}`);
+    }
+    if (typeof options?.by !== "string") throw new InvalidArgument("resolveEffect needs { by: string }");
+    const body: Record<string, unknown> = {
+      action,
+      attempt: options.attempt ?? null,
+      note: options.note ?? null,
+      by: options.by,
+    };
+    if (action === "mark_done") body["result"] = options.result ?? null;
+    const text = toJsonText(body, "the resolution");
+    const engine = await this._engine();
+    const ns = options.namespace ?? this.namespace;
+    return effectFromJson(JSON.parse(await call(() => engine.effectResolve(ns, key, text))));
   }
 
   /** Closes the database connections (nothing to close for a server). The client reopens them if used again. */

@@ -32,6 +32,8 @@ export type ErrorCode =
   | "verification_inconclusive"
   | "verification_pending"
   | "verification_exhausted"
+  | "effect_in_doubt"
+  | "digest_mismatch"
   | "config"
   | "database"
   | "internal"
@@ -205,6 +207,65 @@ export class VerificationExhausted extends InloopError {
   }
 }
 
+/**
+ * An effect of `once` began in another attempt and never recorded a result: that process may
+ * have died inside the function, or may still be running it. The function is not run again
+ * until a person resolves the effect (the dashboard's "Effects in doubt": mark done, or allow
+ * a retry), so it never runs twice silently.
+ */
+export class EffectInDoubt extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "effect_in_doubt");
+  }
+
+  /** The effect's key. */
+  get key(): string {
+    return String(this.details["key"] ?? "");
+  }
+
+  /** The effect's namespace. */
+  get namespace(): string {
+    return String(this.details["namespace"] ?? "");
+  }
+
+  /** Which attempt is in doubt (1 for the first). */
+  get attempt(): number {
+    return Number(this.details["attempt"] ?? 0);
+  }
+
+  /** When the attempt in doubt began. */
+  get startedAt(): Date | null {
+    const at = this.details["started_at"];
+    return typeof at === "string" ? new Date(at) : null;
+  }
+
+  /** Who or which process began it (`node:HOST:PID` by default). */
+  get startedBy(): string | null {
+    const by = this.details["started_by"];
+    return typeof by === "string" ? by : null;
+  }
+}
+
+/**
+ * A payload does not produce the digest of the task that was approved: what the agent is
+ * about to do is not what the person approved (`verifyDigest`, `Decision.verify`).
+ */
+export class DigestMismatch extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "digest_mismatch");
+  }
+
+  /** The approved digest (the task's). */
+  get expected(): string {
+    return String(this.details["expected"] ?? "");
+  }
+
+  /** The digest of the payload that was checked. */
+  get actual(): string {
+    return String(this.details["actual"] ?? "");
+  }
+}
+
 /** The configuration (database URL, environment) is unusable. */
 export class ConfigError extends InloopError {
   constructor(message: string, options: InloopErrorOptions = {}) {
@@ -250,6 +311,8 @@ const BY_CODE: Partial<Record<ErrorCode, ErrorClass>> = {
   verification_inconclusive: VerificationInconclusive,
   verification_pending: VerificationPending,
   verification_exhausted: VerificationExhausted,
+  effect_in_doubt: EffectInDoubt,
+  digest_mismatch: DigestMismatch,
   config: ConfigError,
   database: DatabaseError,
   internal: InternalError,

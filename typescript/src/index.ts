@@ -17,7 +17,15 @@
  * @module
  */
 
-export { awaitHuman, type AwaitHumanOptions } from "./await.js";
+export {
+  awaitDecision,
+  awaitHuman,
+  taskDigest,
+  verifyDigest,
+  type AwaitHumanOptions,
+  type Decision,
+} from "./await.js";
+export { once, type OnceOptions } from "./effects.js";
 export {
   Client,
   defaultClient,
@@ -25,7 +33,9 @@ export {
   type CancelOptions,
   type ClientOptions,
   type CreateOptions,
+  type EffectsOptions,
   type ListOptions,
+  type ResolveEffectOptions,
   type TaskRequest,
   type Timeout,
   type WaitOptions,
@@ -36,6 +46,8 @@ export {
   ConfigError,
   Conflict,
   DatabaseError,
+  DigestMismatch,
+  EffectInDoubt,
   InloopError,
   InternalError,
   InvalidAnswer,
@@ -62,6 +74,8 @@ export {
   STATUSES,
   type AuditCheck,
   type AuditEvent,
+  type Effect,
+  type EffectState,
   type JsonSchema,
   type JsonValue,
   type Status,

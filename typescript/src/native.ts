@@ -25,6 +25,13 @@ export interface NativeEngine {
   awaitResponse(id: string, abort?: number | undefined | null): Promise<string>;
   audit(id: string): Promise<string>;
   verifyAudit(id: string): Promise<string>;
+  effectBegin(namespace: string, key: string, token?: string | undefined | null, by?: string | undefined | null): Promise<string>;
+  effectFinish(namespace: string, key: string, token: string, result: string): Promise<string>;
+  effectAbort(namespace: string, key: string, token: string, error?: string | undefined | null): Promise<string>;
+  effectResolve(namespace: string, key: string, resolution: string): Promise<string>;
+  effect(namespace: string, key: string): Promise<string>;
+  effects(filter: string): Promise<string>;
+  effectAudit(namespace: string, key: string): Promise<string>;
   close(): Promise<void>;
   parked(): number;
 }
@@ -44,6 +51,8 @@ export interface NativeModule {
     remoteUrl?: string | undefined | null,
     apiKey?: string | undefined | null,
   ): { kind: string; url: string };
+  taskDigest(task: string, payload: string): string;
+  verifyDigest(task: string, payload: string): void;
   verifyWebhook(
     secret: string,
     id: string,

@@ -98,6 +98,37 @@ export interface AuditCheck {
   readonly problem: string | null;
 }
 
+/** Where an effect of `once` is. */
+export type EffectState = "running" | "done" | "failed" | "retry_allowed";
+
+/** An exactly-once effect (`once`), as stored. */
+export interface Effect {
+  readonly id: string;
+  readonly namespace: string;
+  readonly key: string;
+  /**
+   * `running`: an attempt began and has not recorded an outcome (in doubt to every other
+   * caller); `done`: the result is recorded; `failed` (the function threw) and `retry_allowed`
+   * (a person allowed it): the next call runs the function again.
+   */
+  readonly state: EffectState;
+  /** How many attempts began (1 for the first). */
+  readonly attempt: number;
+  readonly startedAt: Date;
+  /** Who or which process began the current (or last) attempt. */
+  readonly startedBy: string | null;
+  readonly finishedAt: Date | null;
+  /** The recorded result (JSON), once done. */
+  readonly result: unknown;
+  /** Why the last attempt failed, when it did. */
+  readonly error: string | null;
+  /** The person who resolved it while in doubt (mark done or allow retry), if anyone. */
+  readonly resolvedBy: string | null;
+  readonly resolvedAt: Date | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
 type Raw = Record<string, unknown>;
 
 function obj(v: unknown, what: string): Raw {
@@ -189,5 +220,26 @@ export function auditCheckFromJson(v: unknown): AuditCheck {
     rows: Number(d["rows"]),
     brokenAtSeq: typeof d["broken_at_seq"] === "number" ? d["broken_at_seq"] : null,
     problem: optStr(d["problem"]),
+  };
+}
+
+/** @internal */
+export function effectFromJson(v: unknown): Effect {
+  const d = obj(v, "effect");
+  return {
+    id: str(d["id"]),
+    namespace: str(d["namespace"]),
+    key: str(d["key"]),
+    state: str(d["state"]) as EffectState,
+    attempt: Number(d["attempt"]),
+    startedAt: date(d["started_at"]),
+    startedBy: optStr(d["started_by"]),
+    finishedAt: optDate(d["finished_at"]),
+    result: d["result"] ?? null,
+    error: optStr(d["error"]),
+    resolvedBy: optStr(d["resolved_by"]),
+    resolvedAt: optDate(d["resolved_at"]),
+    createdAt: date(d["created_at"]),
+    updatedAt: date(d["updated_at"]),
   };
 }

@@ -17,4 +17,4 @@ export type C3 = Assert<Equal<Infer<{ type: "object" }>, unknown>>;
 // The hand-written NativeEngine matches the generated native/index.d.ts.
 export type C4 = Assert<Engine extends NativeEngine ? true : false>;
 // ... and so does the hand-written NativeModule (Engine.open, resolveTarget, ...).
-export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget" | "verifyWebhook"> extends NativeModule ? true : false>;
+export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget" | "verifyWebhook" | "taskDigest" | "verifyDigest"> extends NativeModule ? true : false>;

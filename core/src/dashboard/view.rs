@@ -113,3 +113,13 @@ pub struct SetupView<'a> {
     pub email: &'a str,
     pub error: Option<&'a str>,
 }
+
+/// The effects-in-doubt page (`GET /effects`, admins only).
+pub struct EffectsView<'a> {
+    pub viewer: &'a Viewer,
+    /// The effects in doubt (`running`), oldest first, every namespace.
+    pub effects: &'a [crate::effects::Effect],
+    pub flash: Option<Flash>,
+    /// A refused "mark done" keeps what was typed: (namespace, key, result text, note).
+    pub typed: Option<(&'a str, &'a str, &'a str, &'a str)>,
+}

@@ -49,7 +49,11 @@ pub fn status_for(code: &str) -> StatusCode {
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
-        "key_reused" | "conflict" | "verification_pending" => StatusCode::CONFLICT,
+        "key_reused"
+        | "conflict"
+        | "verification_pending"
+        | "effect_in_doubt"
+        | "digest_mismatch" => StatusCode::CONFLICT,
         "timed_out" | "cancelled" | "verification_exhausted" => StatusCode::GONE,
         "verification_inconclusive" => StatusCode::SERVICE_UNAVAILABLE,
         "config" | "database" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,

@@ -90,6 +90,7 @@ impl Metrics {
     /// The exposition: task counts (one query), answers, parked waits and HTTP traffic.
     pub async fn render(&self, engine: &Engine) -> Result<String> {
         let counts = engine.status_counts().await?;
+        let in_doubt = engine.effects_in_doubt_count().await?;
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.
         let w = &mut out;
@@ -98,6 +99,13 @@ impl Metrics {
         for (status, n) in counts {
             let _ = writeln!(w, "inloop_tasks{{status=\"{}\"}} {n}", status.as_str());
         }
+        let _ = writeln!(
+            w,
+            "# HELP inloop_effects_in_doubt Exactly-once effects that began and never recorded \
+             an outcome (all namespaces): each waits for a person (dashboard: Effects in doubt)."
+        );
+        let _ = writeln!(w, "# TYPE inloop_effects_in_doubt gauge");
+        let _ = writeln!(w, "inloop_effects_in_doubt {in_doubt}");
         let _ = writeln!(
             w,
             "# HELP inloop_answers_total Answers submitted through this server, by outcome."

@@ -139,6 +139,41 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/effects",
+        make: || axum::routing::get(routes::list_effects),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/effects/{key}",
+        make: || axum::routing::get(routes::get_effect),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/effects/{key}/begin",
+        make: || axum::routing::post(routes::begin_effect),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/effects/{key}/finish",
+        make: || axum::routing::post(routes::finish_effect),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/effects/{key}/abort",
+        make: || axum::routing::post(routes::abort_effect),
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/effects/{key}/resolve",
+        make: || axum::routing::post(routes::resolve_effect),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/effects/{key}/audit",
+        make: || axum::routing::get(routes::effect_audit),
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/openapi.json",
         make: || axum::routing::get(routes::openapi),
     },
@@ -220,6 +255,16 @@ pub const DASHBOARD_ROUTES: &[Route] = &[
         method: "POST",
         path: "/tasks/{id}/cancel",
         make: || axum::routing::post(dashboard::cancel),
+    },
+    Route {
+        method: "GET",
+        path: "/effects",
+        make: || axum::routing::get(dashboard::effects_page),
+    },
+    Route {
+        method: "POST",
+        path: "/effects/resolve",
+        make: || axum::routing::post(dashboard::effect_resolve),
     },
     Route {
         method: "GET",

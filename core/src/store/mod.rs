@@ -423,6 +423,53 @@ impl Store {
         dispatch!(self, s => s.delivery_attempts(outbox_id).await)
     }
 
+    /// Locks the effect `(namespace, key)` (or, when there is none, makes sure no other
+    /// writer inserts it first), asks `decide` what to do with it (`None`: no row yet),
+    /// writes the row and its audit rows, and commits. Returns the effect as it is after the
+    /// commit and what `decide` returned. `decide` may run more than once (on PostgreSQL,
+    /// when a concurrent first insert wins), so it must be a pure function of the row.
+    pub async fn effect_transition<T, F>(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+        decide: F,
+    ) -> Result<(Option<crate::effects::Effect>, T)>
+    where
+        F: Fn(Option<&crate::effects::Effect>) -> (crate::effects::Step, T) + Send,
+        T: Send,
+    {
+        dispatch!(self, s => s.effect_transition(namespace, key, now, decide).await)
+    }
+
+    pub async fn effect(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<crate::effects::Effect>> {
+        dispatch!(self, s => s.effect(namespace, key).await)
+    }
+
+    /// Effects in `namespace` (all when `None`) in `state` (all when `None`), oldest first.
+    pub async fn effects(
+        &self,
+        namespace: Option<&str>,
+        state: Option<crate::effects::EffectState>,
+        limit: i64,
+    ) -> Result<Vec<crate::effects::Effect>> {
+        dispatch!(self, s => s.effects(namespace, state.map(|s| s.as_str()), limit).await)
+    }
+
+    /// How many effects are `running` (in doubt to every other caller), all namespaces.
+    pub async fn effects_in_doubt_count(&self) -> Result<i64> {
+        dispatch!(self, s => s.effects_in_doubt_count().await)
+    }
+
+    /// An effect's audit rows in order.
+    pub async fn effect_audit(&self, id: &Uuid) -> Result<Vec<crate::effects::EffectEvent>> {
+        dispatch!(self, s => s.effect_audit(id).await)
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         dispatch!(self, s => {

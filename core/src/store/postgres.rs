@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "policies",
         include_str!("../../migrations/postgres/0007_policies.sql"),
     ),
+    (
+        8,
+        "effects",
+        include_str!("../../migrations/postgres/0008_effects.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

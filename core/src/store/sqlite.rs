@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "policies",
         include_str!("../../migrations/sqlite/0007_policies.sql"),
     ),
+    (
+        8,
+        "effects",
+        include_str!("../../migrations/sqlite/0008_effects.sql"),
+    ),
 ];
 
 /// The SQLite store.
