@@ -28,6 +28,7 @@ from .errors import (
     Conflict,
     DatabaseError,
     FieldError,
+    Forbidden,
     InloopError,
     InternalError,
     InvalidAnswer,
@@ -43,11 +44,13 @@ from .errors import (
     VerificationPending,
     VerificationRejected,
 )
-from .types import AuditCheck, AuditEvent, Status, Task, TaskPage
+from .policy import Approvers, Escalation
+from .types import AuditCheck, AuditEvent, Status, Task, TaskPage, Timer, Vote
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Approvers",
     "AuditCheck",
     "AuditEvent",
     "Cancelled",
@@ -55,7 +58,9 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "Escalation",
     "FieldError",
+    "Forbidden",
     "InloopError",
     "InternalError",
     "InvalidAnswer",
@@ -68,11 +73,13 @@ __all__ = [
     "Task",
     "TaskPage",
     "TimedOut",
+    "Timer",
     "TooLarge",
     "VerificationExhausted",
     "VerificationInconclusive",
     "VerificationPending",
     "VerificationRejected",
+    "Vote",
     "await_human",
     "await_human_sync",
     "verifiers",

@@ -6,13 +6,15 @@ import asyncio
 import inspect
 import json
 import time
-from typing import Any, TypeVar, overload
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
 from ._schema import parse_response
 from .client import Client, Timeout, default_client
 from .errors import Conflict
+from .policy import Approvers, Duration, Escalation, OnTimeout
 from .verifiers import Verdict, Verification, Verifier, inconclusive
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,6 +34,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
 ) -> M: ...
 
 
@@ -49,6 +56,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> Any: ...
 
 
@@ -65,6 +77,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> Any:
     """Asks a person and waits for the answer, durably.
 
@@ -80,8 +97,16 @@ async def await_human(
     person with the reason and keeps waiting; an exception in ``fn`` is inconclusive (the
     fail policy of ``verification`` decides; fail-closed by default).
 
-    Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered (never a made-up
-    denial), :class:`inloop.Cancelled` when the task is cancelled,
+    An approval policy (see :mod:`inloop.policy`) says who must answer: ``approvers``
+    (:class:`inloop.Approvers`: who may answer, how many distinct approvals complete the task,
+    whether the requester, ``requested_by``, is excluded), ``reminders`` (durations after
+    creation at which the ``notify`` targets are reminded), ``escalate``
+    (:class:`inloop.Escalation` steps) and ``on_timeout``: ``"raise"`` (the default) or a
+    default answer (an instance of ``response``, or a dict) returned when ``timeout`` passes
+    unanswered, recorded as a default (``task.defaulted``, ``answered_via == "timeout"``).
+
+    Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered and ``on_timeout`` is
+    ``"raise"`` (never a made-up denial), :class:`inloop.Cancelled` when the task is cancelled,
     :class:`inloop.VerificationExhausted` (with ``.reasons``) when every allowed answer was
     rejected, and :class:`inloop.KeyReused` when ``key`` already names a different request.
     Cancelling the awaiting coroutine leaves the task pending.
@@ -95,6 +120,23 @@ async def await_human(
             key="refund-A-1",
             timeout=timedelta(hours=4),
         )
+
+    Example (two of three approvers, reminded, escalated, defaulting to a denial)::
+
+        approval = await await_human(
+            "Wire 25,000 EUR to ACME?",
+            payload=wire,
+            response=Approval,
+            key=f"wire-{wire.id}",
+            requested_by="alice@acme.com",  # she asked, so she may not approve it
+            approvers=Approvers(any_of=["alice@acme.com", "bob@acme.com", "role:finance"],
+                                required=2, exclude_requester=True),
+            reminders=[timedelta(minutes=30), timedelta(hours=2)],
+            escalate=[Escalation(after=timedelta(hours=4), notify=["slack:@cfo"],
+                                 add_approvers=["carol@acme.com"])],
+            timeout=timedelta(hours=8),
+            on_timeout=Approval(approved=False),
+        )
     """
     client = client or default_client(namespace)
     request = client._request(
@@ -105,10 +147,14 @@ async def await_human(
         timeout,
         notify,
         assign_to,
-        None,
+        requested_by,
         namespace,
         None,
         verification,
+        approvers=approvers,
+        reminders=reminders,
+        escalate=escalate,
+        on_timeout=on_timeout,
     )
     if verifier is None:
         return parse_response(response, await client._ask(request))
@@ -130,6 +176,8 @@ async def _with_verifier(
     while True:
         done = json.loads(await engine.await_response(task_id))
         answer = parse_response(response, done.get("response"))
+        if done.get("status") == "timed_out":
+            return answer  # the policy's on_timeout default: the agent's own, not judged
         started = time.monotonic()
         verdict = await _judge(verifier, payload, answer)
         latency_ms = round((time.monotonic() - started) * 1000)
@@ -181,6 +229,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
 ) -> M: ...
 
 
@@ -198,6 +251,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> Any: ...
 
 
@@ -214,6 +272,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> Any:
     """:func:`await_human` for synchronous code (a script, a worker thread).
 
@@ -246,5 +309,10 @@ def await_human_sync(
             client=client,
             verification=verification,
             verifier=verifier,
+            requested_by=requested_by,
+            approvers=approvers,
+            reminders=reminders,
+            escalate=escalate,
+            on_timeout=on_timeout,
         )
     )
