@@ -22,10 +22,13 @@ export {
   Client,
   defaultClient,
   type AnswerOptions,
+  type Approvers,
   type CancelOptions,
   type ClientOptions,
   type CreateOptions,
+  type Escalation,
   type ListOptions,
+  type OnTimeout,
   type TaskRequest,
   type Timeout,
   type WaitOptions,
@@ -36,6 +39,7 @@ export {
   ConfigError,
   Conflict,
   DatabaseError,
+  Forbidden,
   InloopError,
   InternalError,
   InvalidAnswer,
@@ -56,7 +60,7 @@ export {
 } from "./errors.js";
 export * as verifiers from "./verifiers.js";
 export type { Verdict, Verification, Verifier, Rule as VerificationRule } from "./verifiers.js";
-export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
+export type { Infer, InferInput, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
 export { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from "./webhooks.js";
 export {
   STATUSES,
@@ -67,4 +71,7 @@ export {
   type Status,
   type Task,
   type TaskPage,
+  type TaskPolicy,
+  type Timer,
+  type Vote,
 } from "./types.js";
