@@ -396,13 +396,17 @@ struct CreateArgs {
     /// Who may answer (repeatable) [default: anyone]
     #[arg(long, value_name = "WHO")]
     assign_to: Vec<String>,
-    /// Who asks (recorded in the audit trail)
+    /// Who asks (recorded in the audit trail; `exclude_requester` keeps them from answering)
     #[arg(long, value_name = "WHO")]
     requested_by: Option<String>,
     /// An http(s) URL that receives the task's end (a signed task.ended event), if the
     /// server's [callbacks] allow-list permits it
     #[arg(long, value_name = "URL")]
     callback_url: Option<String>,
+    /// Approval policy (approvers, reminders_ms, escalate, on_timeout; docs/policies.md):
+    /// JSON text, @PATH, or @- for stdin
+    #[arg(long, value_name = "JSON")]
+    policy: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -785,6 +789,10 @@ fn plan(
                 Some(p) => Some(json_option(io, "--payload-schema", p)?),
                 None => None,
             };
+            let policy = match &a.policy {
+                Some(p) => Some(policy_option(json_option(io, "--policy", p)?)?),
+                None => None,
+            };
             Plan::Create {
                 new: Box::new(NewTask {
                     namespace: Some(namespace.to_string()),
@@ -800,8 +808,8 @@ fn plan(
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
                     requested_by: a.requested_by,
                     verification: None,
-                    policy: None,
                     callback_url: a.callback_url,
+                    policy,
                 }),
                 callback_allow: crate::channels::callback::AllowList::from_config(
                     file.callbacks.as_ref(),
@@ -882,6 +890,21 @@ fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
                 "{what} is not valid JSON: {message} (line {}, column {})",
                 e.line(),
                 e.column()
+            ),
+        )
+    })
+}
+
+/// `--policy`'s JSON as a policy: its shape is checked here (unknown or mistyped fields, with
+/// serde's message), its meaning by the engine at creation.
+fn policy_option(value: Value) -> Result<crate::policy::Policy, Failure> {
+    serde_json::from_value(value).map_err(|e| {
+        fail(
+            "invalid_argument",
+            format!(
+                "--policy is not a policy: {e} (expected an object with approvers, \
+                 reminders_ms, escalate and on_timeout, e.g. {{\"approvers\": \
+                 {{\"any_of\": [\"alice\", \"bob\"], \"required\": 2}}}})"
             ),
         )
     })
@@ -2070,6 +2093,105 @@ mod tests {
             panic!("not an answer plan");
         };
         assert_eq!(response, json!({"note": "from a file"}));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn create_takes_a_policy() {
+        let policy = r#"{"approvers": {"any_of": ["alice@acme.com", "role:finance"], "required": 2,
+            "exclude_requester": true}, "reminders_ms": [1800000],
+            "escalate": [{"after_ms": 3600000, "notify": ["slack:@cfo"]}],
+            "on_timeout": {"default": {"approved": false}}}"#;
+        let approval = r#"{"type": "object", "required": ["approved"],
+            "properties": {"approved": {"type": "boolean"}}}"#;
+        let base = [
+            "tasks",
+            "create",
+            "--title",
+            "Wire?",
+            "--response-schema",
+            approval,
+            "--requested-by",
+            "agent-7",
+            "--timeout",
+            "8h",
+        ];
+        let Ok(Plan::Create { new, .. }) =
+            plan_of(&[&base[..], &["--policy", policy]].concat(), "")
+        else {
+            panic!("not a create plan");
+        };
+        let p = new.policy.expect("the policy");
+        let a = p.approvers.as_ref().expect("approvers");
+        assert_eq!(a.any_of, ["alice@acme.com", "role:finance"]);
+        assert_eq!((a.required, a.exclude_requester), (2, true));
+        assert_eq!(p.reminders_ms, [1_800_000]);
+        assert_eq!(p.escalate[0].notify, ["slack:@cfo"]);
+        assert_eq!(
+            p.on_timeout,
+            crate::policy::OnTimeout::Default(json!({"approved": false}))
+        );
+        // From stdin, like the other JSON options.
+        let Ok(Plan::Create { new, .. }) = plan_of(
+            &[&base[..], &["--policy", "@-"]].concat(),
+            r#"{"reminders_ms": [60000]}"#,
+        ) else {
+            panic!("not a create plan");
+        };
+        assert_eq!(new.policy.expect("policy").reminders_ms, [60_000]);
+
+        let dir = temp_dir("policy");
+        let url = format!("sqlite:{}", dir.join("p.db").display());
+        let run = |extra: &[&str]| {
+            let mut list = vec!["--database-url", url.as_str()];
+            list.extend_from_slice(&base);
+            list.extend_from_slice(extra);
+            run_with(&list, "")
+        };
+        // Bad JSON, and JSON that is not a policy: clear errors, nothing created.
+        let r = run(&["--policy", r#"{"approvers": "#]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err
+                .starts_with("error [invalid_json]: --policy is not valid JSON: "),
+            "{}",
+            r.err
+        );
+        let r = run(&["--policy", r#"{"approver": {"any_of": ["a"]}}"#]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err.starts_with(
+                "error [invalid_argument]: --policy is not a policy: unknown field `approver`"
+            ),
+            "{}",
+            r.err
+        );
+        let r = run(&["--policy", r#"{"reminders_ms": [-5]}"#]);
+        assert_eq!(r.code, 1);
+        assert!(r.err.contains("--policy is not a policy"), "{}", r.err);
+        // The engine's checks: a reminder after the deadline.
+        let r = run(&["--policy", r#"{"reminders_ms": [36000000]}"#]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err.starts_with(
+                "error [invalid_argument]: policy: reminder 1 is due after the task's timeout"
+            ),
+            "{}",
+            r.err
+        );
+        // A good one is stored, with its timers.
+        let r = run(&["--key", "wire-1", "--policy", policy, "--json"]);
+        assert_eq!(r.code, 0, "{}", r.err);
+        let out: Value = serde_json::from_str(&r.out).expect("JSON");
+        assert_eq!(out["task"]["policy"]["approvers"]["required"], 2);
+        assert_eq!(out["task"]["requested_by"], "agent-7");
+        let kinds: Vec<_> = out["task"]["timers"]
+            .as_array()
+            .expect("timers")
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(kinds, ["reminder", "escalation"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

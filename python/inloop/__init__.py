@@ -34,6 +34,7 @@ from .errors import (
     DigestMismatch,
     EffectInDoubt,
     FieldError,
+    Forbidden,
     InloopError,
     InternalError,
     InvalidAnswer,
@@ -49,11 +50,23 @@ from .errors import (
     VerificationPending,
     VerificationRejected,
 )
-from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
+from .policy import Approvers, Escalation
+from .types import (
+    AuditCheck,
+    AuditEvent,
+    Effect,
+    EffectState,
+    Status,
+    Task,
+    TaskPage,
+    Timer,
+    Vote,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Approvers",
     "AuditCheck",
     "AuditEvent",
     "Cancelled",
@@ -66,7 +79,9 @@ __all__ = [
     "Effect",
     "EffectInDoubt",
     "EffectState",
+    "Escalation",
     "FieldError",
+    "Forbidden",
     "InloopError",
     "InternalError",
     "InvalidAnswer",
@@ -79,11 +94,13 @@ __all__ = [
     "Task",
     "TaskPage",
     "TimedOut",
+    "Timer",
     "TooLarge",
     "VerificationExhausted",
     "VerificationInconclusive",
     "VerificationPending",
     "VerificationRejected",
+    "Vote",
     "await_decision",
     "await_human",
     "await_human_sync",

@@ -6,15 +6,17 @@ import asyncio
 import inspect
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
 from ._schema import parse_response
 from .client import Client, Timeout, default_client
 from .errors import Conflict
-from .types import Task
+from .policy import Approvers, Duration, Escalation, OnTimeout
+from .types import Task, Vote
 from .verifiers import Verdict, Verification, Verifier, inconclusive
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,7 +36,7 @@ class Decision(Generic[A]):
 
     answer: A
     task: Task
-    votes: list[dict[str, Any]] = field(default_factory=list)
+    votes: list[Vote] = field(default_factory=list)
     defaulted: bool = False
 
     @property
@@ -59,12 +61,8 @@ class Decision(Generic[A]):
 
     @classmethod
     def _from_task(cls, task: dict[str, Any], answer: A) -> Decision[A]:
-        return cls(
-            answer=answer,
-            task=Task._from_json(task),
-            votes=list(task.get("votes") or []),
-            defaulted=task.get("status") == "timed_out" and task.get("response") is not None,
-        )
+        t = Task._from_json(task)
+        return cls(answer=answer, task=t, votes=list(t.votes), defaulted=t.defaulted)
 
 
 @overload
@@ -81,6 +79,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
     callback_url: str | None = None,
 ) -> M: ...
 
@@ -99,6 +102,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
 ) -> Any: ...
 
@@ -116,6 +124,11 @@ async def await_human(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
 ) -> Any:
     """Asks a person and waits for the answer, durably.
@@ -132,11 +145,19 @@ async def await_human(
     person with the reason and keeps waiting; an exception in ``fn`` is inconclusive (the
     fail policy of ``verification`` decides; fail-closed by default).
 
+    An approval policy (see :mod:`inloop.policy`) says who must answer: ``approvers``
+    (:class:`inloop.Approvers`: who may answer, how many distinct approvals complete the task,
+    whether the requester, ``requested_by``, is excluded), ``reminders`` (durations after
+    creation at which the ``notify`` targets are reminded), ``escalate``
+    (:class:`inloop.Escalation` steps) and ``on_timeout``: ``"raise"`` (the default) or a
+    default answer (an instance of ``response``, or a dict) returned when ``timeout`` passes
+    unanswered, recorded as a default (``task.defaulted``, ``answered_via == "timeout"``).
+
     ``callback_url`` also sends the task's end (any end) to that URL as a signed
     ``task.ended`` event, for a system other than this agent (see :meth:`Client.create`).
 
-    Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered (never a made-up
-    denial), :class:`inloop.Cancelled` when the task is cancelled,
+    Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered and ``on_timeout`` is
+    ``"raise"`` (never a made-up denial), :class:`inloop.Cancelled` when the task is cancelled,
     :class:`inloop.VerificationExhausted` (with ``.reasons``) when every allowed answer was
     rejected, and :class:`inloop.KeyReused` when ``key`` already names a different request.
     Cancelling the awaiting coroutine leaves the task pending.
@@ -149,6 +170,23 @@ async def await_human(
             response=Decision,
             key="refund-A-1",
             timeout=timedelta(hours=4),
+        )
+
+    Example (two of three approvers, reminded, escalated, defaulting to a denial)::
+
+        approval = await await_human(
+            "Wire 25,000 EUR to ACME?",
+            payload=wire,
+            response=Approval,
+            key=f"wire-{wire.id}",
+            requested_by="alice@acme.com",  # she asked, so she may not approve it
+            approvers=Approvers(any_of=["alice@acme.com", "bob@acme.com", "role:finance"],
+                                required=2, exclude_requester=True),
+            reminders=[timedelta(minutes=30), timedelta(hours=2)],
+            escalate=[Escalation(after=timedelta(hours=4), notify=["slack:@cfo"],
+                                 add_approvers=["carol@acme.com"])],
+            timeout=timedelta(hours=8),
+            on_timeout=Approval(approved=False),
         )
     """
     return (
@@ -164,6 +202,12 @@ async def await_human(
             client=client,
             verification=verification,
             verifier=verifier,
+            requested_by=requested_by,
+            approvers=approvers,
+            reminders=reminders,
+            escalate=escalate,
+            on_timeout=on_timeout,
+            callback_url=callback_url,
         )
     )[1]
 
@@ -182,6 +226,12 @@ async def await_decision(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> Decision[M]: ...
 
 
@@ -199,6 +249,12 @@ async def await_decision(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
+    callback_url: str | None = None,
 ) -> Decision[Any]: ...
 
 
@@ -215,6 +271,12 @@ async def await_decision(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
+    callback_url: str | None = None,
 ) -> Decision[Any]:
     """:func:`await_human`, returning a :class:`Decision`: the typed answer (``.answer``) with
     what it approved (``.digest``, ``.task``), who answered (``.answered_by``,
@@ -242,6 +304,12 @@ async def await_decision(
         client=client,
         verification=verification,
         verifier=verifier,
+        requested_by=requested_by,
+        approvers=approvers,
+        reminders=reminders,
+        escalate=escalate,
+        on_timeout=on_timeout,
+        callback_url=callback_url,
     )
     return Decision._from_task(task, answer)
 
@@ -259,6 +327,12 @@ async def _run(
     client: Client | None,
     verification: Verification | None,
     verifier: Verifier | None,
+    requested_by: str | None,
+    approvers: Approvers | None,
+    reminders: Sequence[Duration] | None,
+    escalate: Sequence[Escalation] | None,
+    on_timeout: OnTimeout | None,
+    callback_url: str | None,
 ) -> tuple[dict[str, Any], Any]:
     """What :func:`await_human` and :func:`await_decision` share: builds the request, waits,
     and returns the ended task (as JSON) and the typed answer."""
@@ -271,11 +345,15 @@ async def _run(
         timeout,
         notify,
         assign_to,
-        None,
+        requested_by,
         namespace,
         None,
         verification,
-        callback_url,
+        callback_url=callback_url,
+        approvers=approvers,
+        reminders=reminders,
+        escalate=escalate,
+        on_timeout=on_timeout,
     )
     if verifier is None:
         task = await client._ask_task(request)
@@ -299,6 +377,8 @@ async def _with_verifier(
     while True:
         done = json.loads(await engine.await_response(task_id))
         answer = parse_response(response, done.get("response"))
+        if done.get("status") == "timed_out":
+            return done, answer  # the policy's on_timeout default: the agent's own, not judged
         started = time.monotonic()
         verdict = await _judge(verifier, payload, answer)
         latency_ms = round((time.monotonic() - started) * 1000)
@@ -350,6 +430,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
     callback_url: str | None = None,
 ) -> M: ...
 
@@ -368,6 +453,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
 ) -> Any: ...
 
@@ -385,6 +475,11 @@ def await_human_sync(
     client: Client | None = None,
     verification: Verification | None = None,
     verifier: Verifier | None = None,
+    requested_by: str | None = None,
+    approvers: Approvers | None = None,
+    reminders: Sequence[Duration] | None = None,
+    escalate: Sequence[Escalation] | None = None,
+    on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
 ) -> Any:
     """:func:`await_human` for synchronous code (a script, a worker thread).
@@ -418,6 +513,11 @@ def await_human_sync(
             client=client,
             verification=verification,
             verifier=verifier,
+            requested_by=requested_by,
+            approvers=approvers,
+            reminders=reminders,
+            escalate=escalate,
+            on_timeout=on_timeout,
             callback_url=callback_url,
         )
     )

@@ -8,29 +8,26 @@ import json
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from . import _native
-from ._schema import payload_parts, response_schema, to_json
+from ._schema import is_model_class, payload_parts, response_schema, to_json
 from .errors import InvalidArgument
+from .policy import Approvers, Duration, Escalation, OnTimeout, duration_ms
 from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
 from .verifiers import Verdict, Verification
 
-Timeout = timedelta | float | int
+Timeout = Duration
 
 
 def _timeout_ms(timeout: Timeout | None) -> int | None:
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (timedelta, int, float)):
-        raise InvalidArgument(
-            f"timeout must be a timedelta or seconds, not {type(timeout).__name__}"
-        )
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-    if not seconds > 0:
-        raise InvalidArgument(f"timeout must be positive, not {seconds} seconds")
-    return max(1, round(seconds * 1000))
+    return duration_ms(timeout, "timeout")
 
 
 def _ms(t: datetime | None) -> int | None:
@@ -142,14 +139,20 @@ class Client:
         payload_schema: dict[str, Any] | None = None,
         verification: Verification | None = None,
         callback_url: str | None = None,
+        approvers: Approvers | None = None,
+        reminders: Sequence[Duration] | None = None,
+        escalate: Sequence[Escalation] | None = None,
+        on_timeout: OnTimeout | None = None,
     ) -> Task:
         """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
 
         ``payload`` is a Pydantic model instance (its schema is stored and checked) or any
         JSON value (checked against ``payload_schema`` when given); ``response`` a Pydantic
         model class or a JSON Schema dict. ``verification`` (see :mod:`inloop.verifiers`) has
-        the core check every answer with rules and an LLM verifier. The same key with a
-        different title, payload, schema or verification raises :class:`inloop.KeyReused`.
+        the core check every answer with rules and an LLM verifier. ``approvers``,
+        ``reminders``, ``escalate`` and ``on_timeout`` are the task's approval policy (see
+        :mod:`inloop.policy` and :func:`inloop.await_human`). The same key with a different
+        title, payload, schema, verification or policy raises :class:`inloop.KeyReused`.
 
         ``callback_url`` (an http(s) URL) receives the task's end, answered, timed out,
         cancelled or verification exhausted, as the signed ``task.ended`` event webhooks get
@@ -175,7 +178,11 @@ class Client:
             namespace,
             payload_schema,
             verification,
-            callback_url,
+            callback_url=callback_url,
+            approvers=approvers,
+            reminders=reminders,
+            escalate=escalate,
+            on_timeout=on_timeout,
         )
         engine = await self._native()
         out = json.loads(await engine.create(request))
@@ -194,8 +201,15 @@ class Client:
         namespace: str | None,
         payload_schema: dict[str, Any] | None = None,
         verification: Verification | None = None,
+        *,
         callback_url: str | None = None,
+        approvers: Approvers | None = None,
+        reminders: Sequence[Duration] | None = None,
+        escalate: Sequence[Escalation] | None = None,
+        on_timeout: OnTimeout | None = None,
     ) -> str:
+        """The ``NewTask`` JSON for a request: the one place every way of creating a task
+        (``create``, ``await_human`` ...) builds it, the approval policy included."""
         body, model_schema = payload_parts(payload)
         return _dumps(
             {
@@ -211,6 +225,7 @@ class Client:
                 "requested_by": requested_by,
                 "verification": None if verification is None else verification.to_json(),
                 "callback_url": callback_url,
+                "policy": _policy(response, approvers, reminders, escalate, on_timeout),
             }
         )
 
@@ -439,6 +454,65 @@ class Client:
             engine, self._engine = self._engine, None
         if engine is not None:
             await engine.close()
+
+
+def _policy(
+    response: Any,
+    approvers: Approvers | None,
+    reminders: Sequence[Duration] | None,
+    escalate: Sequence[Escalation] | None,
+    on_timeout: OnTimeout | None,
+) -> dict[str, Any] | None:
+    """The policy's wire JSON (``core/src/policy.rs``), or ``None`` when nothing is asked.
+    Checks types and durations here; everything else (a quorum's schema, a reminder after the
+    timeout, a default that does not match the schema) is the core's to refuse."""
+    policy: dict[str, Any] = {}
+    if approvers is not None:
+        if not isinstance(approvers, Approvers):
+            raise InvalidArgument(
+                f"approvers must be an inloop.Approvers, not {type(approvers).__name__}"
+            )
+        policy["approvers"] = approvers._to_json()
+    if reminders is not None:
+        if isinstance(reminders, (str, bytes)) or not isinstance(reminders, Sequence):
+            raise InvalidArgument(
+                "reminders must be a list of durations (timedelta or seconds), "
+                f"not {type(reminders).__name__}"
+            )
+        policy["reminders_ms"] = [
+            duration_ms(r, f"reminders[{i}]") for i, r in enumerate(reminders)
+        ]
+    if escalate is not None:
+        if isinstance(escalate, Escalation) or not isinstance(escalate, Sequence):
+            raise InvalidArgument(
+                f"escalate must be a list of inloop.Escalation steps, not {type(escalate).__name__}"
+            )
+        for i, step in enumerate(escalate):
+            if not isinstance(step, Escalation):
+                raise InvalidArgument(
+                    f"escalate[{i}] must be an inloop.Escalation, not {type(step).__name__}"
+                )
+        policy["escalate"] = [step._to_json() for step in escalate]
+    if on_timeout is not None and on_timeout != "raise":
+        policy["on_timeout"] = {"default": _default_answer(response, on_timeout)}
+    return policy or None
+
+
+def _default_answer(response: Any, on_timeout: object) -> Any:
+    """``on_timeout``'s default answer as JSON: an instance of the response model, or a dict."""
+    if isinstance(on_timeout, BaseModel):
+        if is_model_class(response) and not isinstance(on_timeout, response):
+            raise InvalidArgument(
+                f"on_timeout must be an instance of {response.__name__} (the response model), "
+                f'a dict or "raise", not {type(on_timeout).__name__}'
+            )
+        return on_timeout.model_dump(mode="json")
+    if isinstance(on_timeout, dict):
+        return on_timeout
+    raise InvalidArgument(
+        'on_timeout must be "raise" or a default answer (an instance of the response model '
+        f"or a dict), not {on_timeout!r}"
+    )
 
 
 def _dumps(value: Any) -> str:

@@ -79,6 +79,14 @@ class TooLarge(InloopError):
     code = "too_large"
 
 
+class Forbidden(InloopError, PermissionError):
+    """The caller may not do this to the task: an answer from someone who is not one of its
+    approvers, from the requester when the policy excludes them, a changed vote, a task
+    claimed by someone else, or an API key without ``--allow-answer``. Audited."""
+
+    code = "forbidden"
+
+
 class NotFound(InloopError, LookupError):
     """No task with this id."""
 
@@ -224,6 +232,7 @@ _BY_CODE: dict[str, type[InloopError]] = {
         InvalidSchema,
         InvalidArgument,
         TooLarge,
+        Forbidden,
         NotFound,
         KeyReused,
         Conflict,

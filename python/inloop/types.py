@@ -1,4 +1,5 @@
-"""The values inloop hands back: tasks, pages of tasks, audit rows."""
+"""The values inloop hands back: tasks (with their votes and timers), pages of tasks, audit
+rows."""
 
 from __future__ import annotations
 
@@ -28,6 +29,60 @@ class Status(str, enum.Enum):
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _required_time(value: str) -> datetime:
+    t = _time(value)
+    assert t is not None
+    return t
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's vote on a task with approvers (``Task.votes``, oldest first; one per
+    person: the same vote again is not counted twice, a changed vote is refused)."""
+
+    #: Who voted, as the core resolved them (a user name, or the ``by`` given).
+    by: str
+    #: Through which channel the vote came (``"dashboard"``, ``"slack"``, ``"python"`` ...).
+    channel: str
+    at: datetime
+    #: Whether the vote approves (the approval's boolean; ``True`` for other answers).
+    approve: bool
+    #: The answer as given (JSON).
+    response: Any
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> Vote:
+        return cls(
+            by=d["by"],
+            channel=d["channel"],
+            at=_required_time(d["at"]),
+            approve=bool(d["approve"]),
+            response=d.get("response"),
+        )
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A durable reminder or escalation step of a task (``Task.timers``, in the order they
+    are due). Each fires once; ``fired_at`` is ``None`` until it has."""
+
+    #: ``"reminder"`` or ``"escalation"``.
+    kind: str
+    #: 1, 2 ... within its kind, in the order the policy lists them.
+    index: int
+    due_at: datetime
+    fired_at: datetime | None = None
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> Timer:
+        return cls(
+            kind=str(d["kind"]),
+            index=int(d["index"]),
+            due_at=_required_time(d["due_at"]),
+            fired_at=_time(d.get("fired_at")),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,8 +124,24 @@ class Task:
     #: Why each rejected answer was rejected (``attempt``, ``verifier``, ``reason``, ``by``,
     #: ``at``), oldest first.
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    #: Who asked (``requested_by`` at creation); ``exclude_requester`` keeps them from voting.
+    requested_by: str | None = None
+    #: The approval policy as stored (the wire JSON: ``approvers``, ``reminders_ms``,
+    #: ``escalate``, ``on_timeout``), or ``None`` when the task has none.
+    policy: dict[str, Any] | None = None
+    #: The votes so far on a task with approvers, oldest first (one per person).
+    votes: list[Vote] = field(default_factory=list)
+    #: Reminders and escalation steps, in the order they are due.
+    timers: list[Timer] = field(default_factory=list)
     #: Where the task's end is POSTed (a signed ``task.ended`` event), as stored (normalized).
     callback_url: str | None = None
+
+    @property
+    def defaulted(self) -> bool:
+        """Whether the task ended with its policy's ``on_timeout`` default: nobody answered,
+        ``status`` is ``timed_out``, ``response`` is the default and ``answered_via`` is
+        ``"timeout"``. A defaulted answer is not a person's decision."""
+        return self.status is Status.TIMED_OUT and self.answered_via == "timeout"
 
     @classmethod
     def _from_json(cls, d: dict[str, Any], created: bool | None = None) -> Task:
@@ -105,6 +176,10 @@ class Task:
             attempts=int(d.get("attempts") or 0),
             rejections=list(d.get("rejections") or []),
             callback_url=d.get("callback_url"),
+            requested_by=d.get("requested_by"),
+            policy=d.get("policy"),
+            votes=[Vote._from_json(v) for v in d.get("votes") or []],
+            timers=[Timer._from_json(t) for t in d.get("timers") or []],
         )
 
     def _digest_parts(self, payload: Any) -> tuple[str, str]:
@@ -114,6 +189,7 @@ class Task:
             "payload_schema": self.payload_schema,
             "response_schema": self.response_schema,
             "verification": self.verification,
+            "policy": self.policy,
             "digest": self.digest,
         }
         try:

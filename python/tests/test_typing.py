@@ -23,3 +23,9 @@ def test_native_stub_matches_the_module() -> None:
 def test_package_passes_mypy_strict() -> None:
     out = run("mypy", "--strict", str(PACKAGE))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_policy_parameters_type_check() -> None:
+    """tests/typed_policies.py: accepted uses check, refused ones are errors."""
+    out = run("mypy", "--strict", str(Path(__file__).with_name("typed_policies.py")))
+    assert out.returncode == 0, out.stdout + out.stderr

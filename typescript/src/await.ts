@@ -4,7 +4,7 @@ import { Aborted, Conflict, InvalidArgument, call as callNative, fromNative } fr
 import { Client, abortable, defaultClient, toJsonText, type TaskRequest } from "./client.js";
 import { native, type NativeEngine } from "./native.js";
 import { parseAnswer, parsePayload, type Infer, type Schema } from "./schema.js";
-import { taskFromJson, type Task } from "./types.js";
+import { policyToJson, taskFromJson, type Task, type Vote } from "./types.js";
 import { inconclusive, type Verdict, type Verifier } from "./verifiers.js";
 
 /** Options of {@link awaitHuman}. */
@@ -37,7 +37,14 @@ export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
  * `verification` (see `verifiers`) has the core check every answer with rules and an LLM
  * before it is accepted; `verifier` is your own check, run in this process.
  *
- * Rejects with `TimedOut` when `timeout` passes unanswered (never a made-up denial),
+ * An approval policy says who must answer: `approvers` (who may answer, how many distinct
+ * approvals complete the task, whether the requester, `requestedBy`, is excluded; see
+ * `Approvers`), `reminders` (durations after creation at which the `notify` targets are
+ * reminded), `escalate` (see `Escalation`) and `onTimeout`: `"raise"` (the default) or
+ * `{ default: answer }`, returned when `timeout` passes unanswered and recorded as a default
+ * (`task.defaulted`, `answeredVia === "timeout"`).
+ *
+ * Rejects with `TimedOut` when `timeout` passes unanswered and `onTimeout` is `"raise"` (never a made-up denial),
  * `Cancelled` when the task is cancelled, `VerificationExhausted` (with `reasons`) when every
  * allowed answer was rejected, `KeyReused` when `key` already names a different
  * request, and `Aborted` when `signal` aborts (the task stays pending).
@@ -56,6 +63,23 @@ export interface AwaitHumanOptions<S extends Schema> extends TaskRequest<S> {
  *   timeout: "4h",
  * });
  * if (decision.approved) await refund("A-1");
+ * ```
+ *
+ * @example Two of three approvers, reminded, escalated, defaulting to a denial:
+ * ```ts
+ * const Approval = z.object({ approved: z.boolean(), comment: z.string().optional() });
+ * const approval = await awaitHuman({
+ *   title: "Wire 25,000 EUR to ACME?",
+ *   payload: wire,
+ *   responseSchema: Approval,
+ *   key: `wire-${wire.id}`,
+ *   requestedBy: "alice@acme.com", // she asked, so she may not approve it
+ *   approvers: { anyOf: ["alice@acme.com", "bob@acme.com", "role:finance"], required: 2, excludeRequester: true },
+ *   reminders: ["30m", "2h"],
+ *   escalate: [{ after: "4h", notify: ["slack:@cfo"], addApprovers: ["carol@acme.com"] }],
+ *   timeout: "8h",
+ *   onTimeout: { default: { approved: false } },
+ * });
  * ```
  */
 export async function awaitHuman<S extends Schema>(options: AwaitHumanOptions<S>): Promise<Infer<S>> {
@@ -79,7 +103,9 @@ export interface Decision<T> {
   readonly answeredBy: string | null;
   /** Through which channel (`dashboard`, `slack`, `api` ...). */
   readonly answeredVia: string | null;
-  readonly votes: readonly Record<string, unknown>[];
+  /** The individual votes when an approval policy collects several (empty otherwise). */
+  readonly votes: readonly Vote[];
+  /** The task timed out and the answer is its policy's default, not a person's. */
   readonly defaulted: boolean;
   /**
    * Throws `DigestMismatch` unless `payload` is exactly what was approved (parsed by the
@@ -109,15 +135,14 @@ export async function awaitDecision<S extends Schema>(options: AwaitHumanOptions
   const { raw, answer } = await run(options);
   const task = taskFromJson(raw);
   const payloadSchema = options.payloadSchema;
-  const votes = Array.isArray(raw["votes"]) ? (raw["votes"] as Record<string, unknown>[]) : [];
   return {
     answer,
     task,
     digest: task.digest,
     answeredBy: task.answeredBy,
     answeredVia: task.answeredVia,
-    votes,
-    defaulted: raw["status"] === "timed_out" && raw["response"] != null,
+    votes: task.votes,
+    defaulted: task.defaulted,
     verify(payload: unknown): void {
       verifyDigest(task, parsePayload(payloadSchema, payload));
     },
@@ -136,6 +161,7 @@ function digestParts(task: Task, payload: unknown): [string, string] {
       payload_schema: task.payloadSchema,
       response_schema: task.responseSchema,
       verification: task.verification,
+      policy: policyToJson(task.policy ?? null),
       digest: task.digest,
     },
     "the task",
@@ -219,8 +245,10 @@ async function withVerifier<S extends Schema>(
   const id = created.task.id;
   for (;;) {
     const text = await abortable(engine, options.signal, (h) => engine.awaitResponse(id, h ?? null));
-    const done = JSON.parse(text) as { response?: unknown; attempts?: number };
+    const done = JSON.parse(text) as { response?: unknown; attempts?: number; status?: string };
     const answer = parseAnswer(options.responseSchema, done.response ?? null);
+    // The policy's onTimeout default: the agent's own answer, not a person's to judge.
+    if (done.status === "timed_out") return { raw: done as Record<string, unknown>, answer };
     const started = performance.now();
     const verdict = await judge(verifier, options.payload, answer);
     const body = JSON.stringify({

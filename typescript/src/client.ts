@@ -2,7 +2,7 @@
 
 import { Aborted, InvalidArgument, call, fromNative } from "./errors.js";
 import { native, type NativeEngine } from "./native.js";
-import { parsePayload, toJsonSchema, type Schema } from "./schema.js";
+import { parsePayload, toJsonSchema, type InferInput, type Schema } from "./schema.js";
 import type { Verdict, Verification } from "./verifiers.js";
 import {
   STATUSES,
@@ -92,6 +92,63 @@ function stringList(v: readonly string[] | undefined, what: string): string[] {
   return [...v];
 }
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The policy's wire JSON (`core/src/policy.rs`), or `null` when nothing is asked. Checks
+ * shapes and durations here; the rest (a quorum's schema, a reminder after the timeout, a
+ * default that does not fit the schema) is the core's to refuse.
+ */
+function policyJson(req: TaskRequest): Record<string, unknown> | null {
+  const policy: Record<string, unknown> = {};
+  const { approvers, reminders, escalate, onTimeout } = req;
+  if (approvers !== undefined) {
+    if (!isObject(approvers)) throw new InvalidArgument("approvers must be an object { anyOf, required?, ... }");
+    const anyOf = stringList(approvers.anyOf, "approvers.anyOf");
+    if (anyOf.length === 0) throw new InvalidArgument("approvers.anyOf must name at least one approver");
+    const required = approvers.required ?? 1;
+    if (typeof required !== "number" || !Number.isInteger(required) || required < 1) {
+      throw new InvalidArgument(`approvers.required must be an integer of at least 1, not ${String(required)}`);
+    }
+    const excludeRequester = approvers.excludeRequester ?? false;
+    if (typeof excludeRequester !== "boolean") throw new InvalidArgument("approvers.excludeRequester must be a boolean");
+    const rejectOn = approvers.rejectOn ?? "any";
+    if (rejectOn !== "any" && rejectOn !== "majority") {
+      throw new InvalidArgument(`approvers.rejectOn must be "any" or "majority", not ${JSON.stringify(rejectOn)}`);
+    }
+    policy["approvers"] = { any_of: anyOf, required, exclude_requester: excludeRequester, reject_on: rejectOn };
+  }
+  if (reminders !== undefined) {
+    if (!Array.isArray(reminders)) {
+      throw new InvalidArgument("reminders must be an array of durations (ms or strings such as \"30m\")");
+    }
+    policy["reminders_ms"] = reminders.map((r: Timeout, i) => timeoutMs(r, `reminders[${i}]`));
+  }
+  if (escalate !== undefined) {
+    if (!Array.isArray(escalate)) throw new InvalidArgument("escalate must be an array of { after, notify?, addApprovers? }");
+    policy["escalate"] = escalate.map((step: Escalation, i) => {
+      if (!isObject(step)) throw new InvalidArgument(`escalate[${i}] must be an object { after, notify?, addApprovers? }`);
+      if (step.after === undefined) throw new InvalidArgument(`escalate[${i}].after is required`);
+      return {
+        after_ms: timeoutMs(step.after, `escalate[${i}].after`),
+        notify: stringList(step.notify, `escalate[${i}].notify`),
+        add_approvers: stringList(step.addApprovers, `escalate[${i}].addApprovers`),
+      };
+    });
+  }
+  if (onTimeout !== undefined && onTimeout !== "raise") {
+    if (!isObject(onTimeout) || !("default" in onTimeout) || onTimeout.default == null) {
+      throw new InvalidArgument(
+        `onTimeout must be "raise" or { default: answer } (an answer, not null), not ${JSON.stringify(onTimeout) ?? String(onTimeout)}`,
+      );
+    }
+    policy["on_timeout"] = { default: onTimeout.default };
+  }
+  return Object.keys(policy).length === 0 ? null : policy;
+}
+
 /** Options of `new Client(...)`. */
 export interface ClientOptions {
   /**
@@ -110,6 +167,60 @@ export interface ClientOptions {
   /** The namespace tasks are created in and listed from. Default `"default"`. */
   namespace?: string;
 }
+
+/**
+ * Who may answer a task, and how many distinct approvals complete it (a task's approval
+ * policy; the core enforces it on every channel).
+ *
+ * `anyOf` names user names, e-mail addresses, `role:NAME` or `group:NAME`: only these people
+ * may answer (anyone else gets `Forbidden`, or `NotFound` for a reviewer who cannot see the
+ * task). `required` distinct approvals (default 1) complete the task; above 1 the response
+ * must be an approval (one required boolean, optional text fields). Each person votes once;
+ * a vote cannot be changed. `excludeRequester` keeps the requester (`requestedBy`) from
+ * answering even when `anyOf` names them. `rejectOn`: `"any"` (the first rejection ends the
+ * task as rejected, the default) or `"majority"` (more than half of `required`).
+ *
+ * @example
+ * ```ts
+ * const approvers: Approvers = {
+ *   anyOf: ["alice@acme.com", "bob@acme.com", "role:finance"],
+ *   required: 2,
+ *   excludeRequester: true,
+ * };
+ * ```
+ */
+export interface Approvers {
+  anyOf: readonly string[];
+  /** Distinct approvals that complete the task (default 1). */
+  required?: number;
+  /** The requester may not answer, even when `anyOf` names them (needs `requestedBy`). */
+  excludeRequester?: boolean;
+  /** When rejections end the task as rejected (default `"any"`). */
+  rejectOn?: "any" | "majority";
+}
+
+/**
+ * A later step of a task's policy: `after` this long from creation with no outcome, notify
+ * `notify` (`CHANNEL:TARGET`) and add `addApprovers` to the approvers. Fired once, durably.
+ *
+ * @example
+ * ```ts
+ * const step: Escalation = { after: "4h", notify: ["slack:@cfo"], addApprovers: ["carol@acme.com"] };
+ * ```
+ */
+export interface Escalation {
+  /** ms, or `"30s"`, `"15m"`, `"4h"`, `"2d"`. */
+  after: Timeout;
+  notify?: readonly string[];
+  addApprovers?: readonly string[];
+}
+
+/**
+ * What the deadline means: `"raise"` (the waiter rejects with `TimedOut`, the default) or
+ * `{ default: answer }` (the waiter gets `answer`, recorded as a default: `task.defaulted`,
+ * `answeredVia === "timeout"`). The default must be a valid answer for the response schema.
+ */
+export type OnTimeout<A = unknown> = "raise" | { default: A };
 
 /** What a task asks: shared by `Client.create` and `awaitHuman`. */
 export interface TaskRequest<S extends Schema = Schema> {
@@ -141,13 +252,20 @@ export interface TaskRequest<S extends Schema = Schema> {
    * of the digest: a replayed key keeps the task's first callback.
    */
   callbackUrl?: string;
+  /** Who asks (an agent, or the person it acts for); recorded, and excluded by `excludeRequester`. */
+  requestedBy?: string;
+  /** Who may answer and how many approvals complete the task (see {@link Approvers}). */
+  approvers?: Approvers;
+  /** Remind the `notify` targets this long after creation, once each: ms or `"30m"`, `"2h"` ... */
+  reminders?: readonly Timeout[];
+  /** Escalation steps (see {@link Escalation}). */
+  escalate?: readonly Escalation[];
+  /** `"raise"` (default) or `{ default: answer }` when `timeout` passes unanswered (see {@link OnTimeout}). */
+  onTimeout?: OnTimeout<InferInput<S>>;
 }
 
 /** Options of `Client.create`. */
-export interface CreateOptions<S extends Schema = Schema> extends TaskRequest<S> {
-  /** Who (which agent) asks; recorded. */
-  requestedBy?: string;
-}
+export interface CreateOptions<S extends Schema = Schema> extends TaskRequest<S> {}
 
 /** Options of `Client.list`. */
 export interface ListOptions {
@@ -335,6 +453,9 @@ export class Client {
     if (req.callbackUrl !== undefined && typeof req.callbackUrl !== "string") {
       throw new InvalidArgument("callbackUrl must be a string");
     }
+    if (req.requestedBy !== undefined && typeof req.requestedBy !== "string") {
+      throw new InvalidArgument("requestedBy must be a string");
+    }
     const timeout = timeoutMs(req.timeout);
     const payload = parsePayload(req.payloadSchema, req.payload);
     const body = {
@@ -351,6 +472,7 @@ export class Client {
       requested_by: req.requestedBy ?? null,
       verification: req.verification ?? null,
       callback_url: req.callbackUrl ?? null,
+      policy: policyJson(req),
     };
     return toJsonText(body, "payload");
   }

@@ -38,14 +38,14 @@ export type ErrorCode =
   | "database"
   | "internal"
   | "aborted"
+  | "forbidden"
   // remote mode (an inloop server), without a subclass: an `InloopError` with this code
   | "invalid_json"
   | "unauthorized"
-  | "forbidden"
   | "unavailable";
 
 /** The codes a server may answer with that have no subclass (an `InloopError` carries them). */
-const PLAIN_CODES: readonly string[] = ["invalid_json", "unauthorized", "forbidden", "unavailable"];
+const PLAIN_CODES: readonly string[] = ["invalid_json", "unauthorized", "unavailable"];
 
 /** One problem in a JSON document: a JSON Pointer (`""` is the whole document) and why. */
 export interface FieldError {
@@ -124,6 +124,17 @@ export class InvalidArgument extends InloopError {
 export class TooLarge extends InloopError {
   constructor(message: string, options: InloopErrorOptions = {}) {
     super(message, options, "too_large");
+  }
+}
+
+/**
+ * The caller may not do this to the task: an answer from someone who is not one of its
+ * approvers, from the requester when the policy excludes them, a changed vote, a task claimed
+ * by someone else, or an API key without `--allow-answer`. Audited.
+ */
+export class Forbidden extends InloopError {
+  constructor(message: string, options: InloopErrorOptions = {}) {
+    super(message, options, "forbidden");
   }
 }
 
@@ -302,6 +313,7 @@ const BY_CODE: Partial<Record<ErrorCode, ErrorClass>> = {
   invalid_schema: InvalidSchema,
   invalid_argument: InvalidArgument,
   too_large: TooLarge,
+  forbidden: Forbidden,
   not_found: NotFound,
   key_reused: KeyReused,
   conflict: Conflict,

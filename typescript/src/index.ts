@@ -30,11 +30,14 @@ export {
   Client,
   defaultClient,
   type AnswerOptions,
+  type Approvers,
   type CancelOptions,
   type ClientOptions,
   type CreateOptions,
   type EffectsOptions,
+  type Escalation,
   type ListOptions,
+  type OnTimeout,
   type ResolveEffectOptions,
   type TaskRequest,
   type Timeout,
@@ -48,6 +51,7 @@ export {
   DatabaseError,
   DigestMismatch,
   EffectInDoubt,
+  Forbidden,
   InloopError,
   InternalError,
   InvalidAnswer,
@@ -68,7 +72,7 @@ export {
 } from "./errors.js";
 export * as verifiers from "./verifiers.js";
 export type { Verdict, Verification, Verifier, Rule as VerificationRule } from "./verifiers.js";
-export type { Infer, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
+export type { Infer, InferInput, Schema, Zod3Schema, Zod4Schema } from "./schema.js";
 export { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from "./webhooks.js";
 export {
   STATUSES,
@@ -81,4 +85,7 @@ export {
   type Status,
   type Task,
   type TaskPage,
+  type TaskPolicy,
+  type Timer,
+  type Vote,
 } from "./types.js";

@@ -39,6 +39,17 @@ export type Infer<S> = S extends { readonly _zod: { readonly output: infer O } }
     ? O
     : unknown;
 
+/**
+ * The type an answer is written in, before parsing: `z.input<S>` for a Zod schema (fields
+ * with defaults optional), `unknown` for a plain JSON Schema. What `onTimeout: { default }`
+ * takes: the core checks it against the response schema, as it checks people's answers.
+ */
+export type InferInput<S> = S extends { readonly _zod: { readonly input: infer I } }
+  ? I
+  : S extends { readonly _def: unknown; readonly _input: infer I }
+    ? I
+    : unknown;
+
 type Kind = "zod4" | "zod3" | "json";
 
 function kind(schema: unknown, what: string): Kind {

@@ -1,4 +1,4 @@
-/** The values inloop hands back: tasks, pages of tasks, audit rows. @module */
+/** The values inloop hands back: tasks (with their policy, votes and timers), pages of tasks, audit rows. @module */
 
 import { InternalError } from "./errors.js";
 
@@ -55,11 +55,69 @@ export interface Task {
   readonly rejections: Rejection[];
   /** Where the task's end is POSTed (a signed `task.ended` event), as stored (normalized). */
   readonly callbackUrl: string | null;
+  /** Who asked (`requestedBy` at creation); `excludeRequester` keeps them from voting. */
+  readonly requestedBy: string | null;
+  /** The approval policy as stored, or `null` when the task has none. */
+  readonly policy: TaskPolicy | null;
+  /** The votes so far on a task with approvers, oldest first (one per person). */
+  readonly votes: Vote[];
+  /** Reminders and escalation steps, in the order they are due. */
+  readonly timers: Timer[];
+  /**
+   * Whether the task ended with its policy's `onTimeout` default: nobody answered, `status`
+   * is `"timed_out"`, `response` is the default and `answeredVia` is `"timeout"`. A
+   * defaulted answer is not a person's decision.
+   */
+  readonly defaulted: boolean;
   /**
    * On the result of `Client.create`: `true` when that call created the task, `false` when
    * its key already named it (a replay). `undefined` elsewhere.
    */
   readonly created?: boolean;
+}
+
+/** A task's approval policy as stored (durations in milliseconds). */
+export interface TaskPolicy {
+  /** Who may answer and how many distinct approvals complete the task, or `null`. */
+  readonly approvers: {
+    readonly anyOf: string[];
+    readonly required: number;
+    readonly excludeRequester: boolean;
+    readonly rejectOn: "any" | "majority";
+  } | null;
+  /** When the `notify` targets are reminded, in ms after creation, as listed. */
+  readonly remindersMs: number[];
+  /** Escalation steps, as listed. */
+  readonly escalate: { readonly afterMs: number; readonly notify: string[]; readonly addApprovers: string[] }[];
+  /** `"raise"`, or the default answer given when the deadline passes unanswered. */
+  readonly onTimeout: "raise" | { readonly default: unknown };
+}
+
+/**
+ * One person's vote on a task with approvers (`task.votes`). The same vote again is not
+ * counted twice; a changed vote is refused.
+ */
+export interface Vote {
+  /** Who voted, as the core resolved them (a user name, or the `by` given). */
+  readonly by: string;
+  /** Through which channel (`"dashboard"`, `"slack"`, `"typescript"` ...). */
+  readonly channel: string;
+  readonly at: Date;
+  /** Whether the vote approves (the approval's boolean; `true` for other answers). */
+  readonly approve: boolean;
+  /** The answer as given (JSON). */
+  readonly response: unknown;
+}
+
+/** A durable reminder or escalation step (`task.timers`, in the order due); each fires once. */
+export interface Timer {
+  /** `"reminder"` or `"escalation"`. */
+  readonly kind: string;
+  /** 1, 2 ... within its kind, in the order the policy lists them. */
+  readonly index: number;
+  readonly dueAt: Date;
+  /** When it fired, or `null` while it has not. */
+  readonly firedAt: Date | null;
 }
 
 /** One rejected answer: which attempt, which verifier, why, who answered, when. */
@@ -160,9 +218,73 @@ function strings(v: unknown): string[] {
   return Array.isArray(v) ? v.map(str) : [];
 }
 
+function policyFromJson(v: unknown): TaskPolicy | null {
+  if (v === null || v === undefined) return null;
+  const d = obj(v, "policy");
+  const a = d["approvers"] == null ? null : obj(d["approvers"], "policy");
+  const onTimeout = d["on_timeout"];
+  return {
+    approvers:
+      a === null
+        ? null
+        : {
+            anyOf: strings(a["any_of"]),
+            required: typeof a["required"] === "number" ? a["required"] : 1,
+            excludeRequester: a["exclude_requester"] === true,
+            rejectOn: a["reject_on"] === "majority" ? "majority" : "any",
+          },
+    remindersMs: Array.isArray(d["reminders_ms"]) ? d["reminders_ms"].map(Number) : [],
+    escalate: (Array.isArray(d["escalate"]) ? d["escalate"] : []).map((e: unknown) => {
+      const s = obj(e, "policy");
+      return { afterMs: Number(s["after_ms"]), notify: strings(s["notify"]), addApprovers: strings(s["add_approvers"]) };
+    }),
+    onTimeout:
+      typeof onTimeout === "object" && onTimeout !== null && "default" in onTimeout
+        ? { default: (onTimeout as { default: unknown }).default ?? null }
+        : "raise",
+  };
+}
+
+/** The wire JSON of a task's policy (what the core's digest covers). @internal */
+export function policyToJson(p: TaskPolicy | null): Record<string, unknown> | null {
+  if (p === null) return null;
+  return {
+    approvers:
+      p.approvers === null
+        ? null
+        : {
+            any_of: p.approvers.anyOf,
+            required: p.approvers.required,
+            exclude_requester: p.approvers.excludeRequester,
+            reject_on: p.approvers.rejectOn,
+          },
+    reminders_ms: p.remindersMs,
+    escalate: p.escalate.map((e) => ({ after_ms: e.afterMs, notify: e.notify, add_approvers: e.addApprovers })),
+    on_timeout: p.onTimeout === "raise" ? "raise" : { default: p.onTimeout.default },
+  };
+}
+
+function voteFromJson(v: unknown): Vote {
+  const d = obj(v, "vote");
+  return {
+    by: str(d["by"]),
+    channel: str(d["channel"]),
+    at: date(d["at"]),
+    approve: d["approve"] === true,
+    response: d["response"] ?? null,
+  };
+}
+
+function timerFromJson(v: unknown): Timer {
+  const d = obj(v, "timer");
+  return { kind: str(d["kind"]), index: Number(d["index"]), dueAt: date(d["due_at"]), firedAt: optDate(d["fired_at"]) };
+}
+
 /** @internal */
 export function taskFromJson(v: unknown, created?: boolean): Task {
   const d = obj(v, "task");
+  const status = str(d["status"]) as Status;
+  const answeredVia = optStr(d["answered_via"]);
   const task: Task = {
     id: str(d["id"]),
     namespace: str(d["namespace"]),
@@ -174,10 +296,10 @@ export function taskFromJson(v: unknown, created?: boolean): Task {
     digest: str(d["digest"]),
     notify: strings(d["notify"]),
     assignTo: strings(d["assign_to"]),
-    status: str(d["status"]) as Status,
+    status,
     response: d["response"] ?? null,
     answeredBy: optStr(d["answered_by"]),
-    answeredVia: optStr(d["answered_via"]),
+    answeredVia,
     cancelledBy: optStr(d["cancelled_by"]),
     cancelReason: optStr(d["cancel_reason"]),
     createdAt: date(d["created_at"]),
@@ -191,6 +313,11 @@ export function taskFromJson(v: unknown, created?: boolean): Task {
     attempts: typeof d["attempts"] === "number" ? d["attempts"] : 0,
     rejections: Array.isArray(d["rejections"]) ? (d["rejections"] as Rejection[]) : [],
     callbackUrl: optStr(d["callback_url"]),
+    requestedBy: optStr(d["requested_by"]),
+    policy: policyFromJson(d["policy"]),
+    votes: Array.isArray(d["votes"]) ? d["votes"].map(voteFromJson) : [],
+    timers: Array.isArray(d["timers"]) ? d["timers"].map(timerFromJson) : [],
+    defaulted: status === "timed_out" && answeredVia === "timeout",
     ...(created === undefined ? {} : { created }),
   };
   return task;

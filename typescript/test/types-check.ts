@@ -4,7 +4,7 @@ import { z as z3 } from "zod/v3";
 import type { Engine } from "../native/index.js";
 import type * as Addon from "../native/index.js";
 import type { NativeEngine, NativeModule } from "../src/native.js";
-import type { Infer } from "../src/index.js";
+import type { Approvers, AwaitHumanOptions, Infer } from "../src/index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 export type Assert<T extends true> = T;
@@ -18,3 +18,22 @@ export type C3 = Assert<Equal<Infer<{ type: "object" }>, unknown>>;
 export type C4 = Assert<Engine extends NativeEngine ? true : false>;
 // ... and so does the hand-written NativeModule (Engine.open, resolveTarget, ...).
 export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget" | "verifyWebhook" | "taskDigest" | "verifyDigest"> extends NativeModule ? true : false>;
+
+// onTimeout's default is an answer in the schema's input type (fields with defaults optional).
+const Approval = z.object({ approved: z.boolean(), comment: z.string().default("") });
+export const defaultOk: AwaitHumanOptions<typeof Approval> = {
+  title: "Wire?",
+  payload: {},
+  responseSchema: Approval,
+  approvers: { anyOf: ["alice", "bob"], required: 2, rejectOn: "majority" },
+  onTimeout: { default: { approved: false } },
+};
+export const defaultBad: AwaitHumanOptions<typeof Approval> = {
+  title: "Wire?",
+  payload: {},
+  responseSchema: Approval,
+  // @ts-expect-error: not an answer of the schema
+  onTimeout: { default: { approved: "no" } },
+};
+// @ts-expect-error: rejectOn is "any" or "majority"
+export const badRejectOn: Approvers = { anyOf: ["a"], rejectOn: "all" };
