@@ -9,7 +9,7 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel

@@ -23,6 +23,7 @@ from inloop import (
     Approvers,
     Client,
     Conflict,
+    DigestMismatch,
     Escalation,
     Forbidden,
     InvalidArgument,
@@ -33,6 +34,7 @@ from inloop import (
     TimedOut,
     Timer,
     Vote,
+    await_decision,
     await_human,
     await_human_sync,
     verifiers,
@@ -104,7 +106,7 @@ async def by_key(client: Client, key: str, within: float = 20) -> Task:
 async def test_two_of_three_resumes_on_the_second_approval(pair: Pair) -> None:
     key = f"wire-{uuid.uuid4()}"
     waiting = asyncio.create_task(
-        await_human(
+        await_decision(
             "Wire 25,000 EUR to ACME?",
             payload=WIRE,
             response=Approval,
@@ -150,7 +152,14 @@ async def test_two_of_three_resumes_on_the_second_approval(pair: Pair) -> None:
 
     done = await pair.human.answer(task.id, {"approved": True, "comment": "ok"}, by="bob@acme.com")
     assert done.status is Status.COMPLETED
-    assert await asyncio.wait_for(waiting, 20) == Approval(approved=True, comment="ok")
+    decision = await asyncio.wait_for(waiting, 20)
+    assert decision.answer == Approval(approved=True, comment="ok")
+    assert [v.by for v in decision.votes] == ["alice@acme.com", "bob@acme.com"]
+    assert not decision.defaulted
+    # The approved digest covers the policy; the agent checks what it is about to do.
+    decision.verify(WIRE)
+    with pytest.raises(DigestMismatch):
+        decision.verify({**WIRE, "amount": 25_001})
 
     got = await pair.agent.get(task.id)
     assert got.answered_by == "bob@acme.com" and not got.defaulted

@@ -12,11 +12,13 @@ import { z } from "zod";
 import {
   Client,
   Conflict,
+  DigestMismatch,
   Forbidden,
   InloopError,
   InvalidArgument,
   KeyReused,
   TimedOut,
+  awaitDecision,
   awaitHuman,
   verifiers,
   type Approvers,
@@ -66,7 +68,7 @@ async function rejectsWith<E extends InloopError>(
 both("2 of 3 approvers: the agent resumes on the second approval, with both votes", async ({ mode, agent, human }) => {
   const key = `wire-${randomUUID()}`;
   let resumed = false;
-  const waiting = awaitHuman({
+  const waiting = awaitDecision({
     title: "Wire 25,000 EUR to ACME?",
     payload: WIRE,
     responseSchema: Approval,
@@ -113,7 +115,16 @@ both("2 of 3 approvers: the agent resumes on the second approval, with both vote
 
   const done = await human.answer(task.id, { approved: true, comment: "ok" }, { by: "bob@acme.com" });
   assert.equal(done.status, "completed");
-  assert.deepEqual(await waiting, { approved: true, comment: "ok" });
+  const decision = await waiting;
+  assert.deepEqual(decision.answer, { approved: true, comment: "ok" });
+  assert.deepEqual(
+    decision.votes.map((v) => v.by),
+    ["alice@acme.com", "bob@acme.com"],
+  );
+  assert.equal(decision.defaulted, false);
+  // The approved digest covers the policy; the agent checks what it is about to do.
+  decision.verify(WIRE);
+  assert.throws(() => decision.verify({ ...WIRE, amount: 25_001 }), DigestMismatch);
 
   const got = await agent.get(task.id);
   assert.equal(got.answeredBy, "bob@acme.com");
