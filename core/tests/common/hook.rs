@@ -1,5 +1,3 @@
-#![allow(dead_code)]
-
 //! A real webhook receiver on loopback: verifies Standard Webhooks signatures with the core's
 //! reference check and records every request; it can fail or hold requests on demand.
 
