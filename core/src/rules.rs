@@ -124,6 +124,19 @@ fn refusal(answer_by: &str, channel: &str, reason: &str, data: serde_json::Value
     }
 }
 
+/// A refused answer: nothing changes but an audit row (`answer_refused`, with `reason` and the
+/// error's message), and the caller gets `err`.
+fn refused<T>(by: &str, channel: &str, reason: &str, err: Error) -> (Decision, Result<T>) {
+    let row = refusal(by, channel, reason, json!({ "message": err.to_string() }));
+    (
+        Decision {
+            audit: vec![row],
+            ..Default::default()
+        },
+        Err(err),
+    )
+}
+
 /// A schema-valid answer arrives. Accepted once: only a pending task within its deadline
 /// moves to `completed`; anything else is refused, audited, and reported as a conflict.
 pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
@@ -153,22 +166,7 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
     }
     if task.status != Status::Pending {
         let err = ended_error(task);
-        let row = refusal(
-            &a.by,
-            &a.channel,
-            "ended",
-            json!({ "message": err.to_string() }),
-        );
-        return (
-            Decision {
-                claim: None,
-                verify: None,
-                update: None,
-                audit: vec![row],
-                ..Default::default()
-            },
-            Err(err),
-        );
+        return refused(&a.by, &a.channel, "ended", err);
     }
     let decision = Decision {
         claim: None,
@@ -436,19 +434,7 @@ pub fn vote(
             if prev.approve { "approve" } else { "reject" },
             crate::model::format_ms(prev.at)
         ));
-        let row = refusal(
-            &a.by,
-            &a.channel,
-            "vote_changed",
-            json!({ "message": err.to_string() }),
-        );
-        return (
-            Decision {
-                audit: vec![row],
-                ..Default::default()
-            },
-            Err(err),
-        );
+        return refused(&a.by, &a.channel, "vote_changed", err);
     }
     let mut votes = task.votes.clone();
     votes.push(Vote {
@@ -685,19 +671,7 @@ pub fn submit(
         && until > now
     {
         let err = Error::VerificationPending { id: t.id, until };
-        let row = refusal(
-            &a.by,
-            &a.channel,
-            "verifying",
-            json!({ "message": err.to_string() }),
-        );
-        return (
-            Decision {
-                audit: vec![row],
-                ..Default::default()
-            },
-            Err(err),
-        );
+        return refused(&a.by, &a.channel, "verifying", err);
     }
     let attempt = t.attempts + 1;
     if let Verdict::Reject(_) = rules.verdict {
