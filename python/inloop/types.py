@@ -51,6 +51,8 @@ class Vote:
     approve: bool
     #: The answer as given (JSON).
     response: Any
+    #: The voter's e-mail address, when the core knows it (a user's, or a ``by`` that is one).
+    email: str | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any]) -> Vote:
@@ -60,6 +62,7 @@ class Vote:
             at=_required_time(d["at"]),
             approve=bool(d["approve"]),
             response=d.get("response"),
+            email=d.get("email"),
         )
 
 

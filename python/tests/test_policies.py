@@ -168,6 +168,7 @@ async def test_two_of_three_resumes_on_the_second_approval(pair: Pair) -> None:
         ("bob@acme.com", True, {"approved": True, "comment": "ok"}),
     ]
     assert all(isinstance(v, Vote) and isinstance(v.at, datetime) for v in got.votes)
+    assert [v.email for v in got.votes] == ["alice@acme.com", "bob@acme.com"]
     assert got.votes[0].at <= got.votes[1].at
     if pair.mode == "direct":
         assert [v.channel for v in got.votes] == ["python", "python"]

@@ -107,6 +107,8 @@ export interface Vote {
   readonly approve: boolean;
   /** The answer as given (JSON). */
   readonly response: unknown;
+  /** The voter's e-mail address, when the core knows it (a user's, or a `by` that is one). */
+  readonly email: string | null;
 }
 
 /** A durable reminder or escalation step (`task.timers`, in the order due); each fires once. */
@@ -272,6 +274,7 @@ function voteFromJson(v: unknown): Vote {
     at: date(d["at"]),
     approve: d["approve"] === true,
     response: d["response"] ?? null,
+    email: optStr(d["email"]),
   };
 }
 

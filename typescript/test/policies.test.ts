@@ -138,6 +138,10 @@ both("2 of 3 approvers: the agent resumes on the second approval, with both vote
     ],
   );
   assert.ok(votes.every((v) => v.at instanceof Date));
+  assert.deepEqual(
+    votes.map((v) => v.email),
+    ["alice@acme.com", "bob@acme.com"],
+  );
   assert.ok(votes[0]!.at.getTime() <= votes[1]!.at.getTime());
   if (mode === "direct") assert.deepEqual(votes.map((v) => v.channel), ["typescript", "typescript"]);
   await rejectsWith(human.answer(task.id, { approved: true }, { by: "carol@acme.com" }), Conflict, "bob@acme.com");
