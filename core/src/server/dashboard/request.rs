@@ -16,7 +16,7 @@ use crate::server::session::{SESSION_COOKIE, cookie, csrf_ok, same_origin};
 use crate::users::{self, Session};
 
 /// Form bodies over this many bytes are refused.
-pub(super) const MAX_FORM_BYTES: usize = 1024 * 1024;
+const MAX_FORM_BYTES: usize = 1024 * 1024;
 
 /// The signed-in person, if the request carries a live session.
 pub(super) async fn session(

@@ -21,7 +21,7 @@ pub(super) fn html(status: StatusCode, page: Markup) -> Response {
     r
 }
 
-pub(super) fn security_headers(h: &mut HeaderMap) {
+fn security_headers(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
