@@ -3,7 +3,7 @@
 //! The store is deliberately dumb: it inserts, reads, and applies a [`Decision`] atomically
 //! under a row lock. Every rule (what an answer may do to a task, when a task times out) is
 //! decided by the engine in `rules.rs`, once, for both backends. Both backends share one SQL
-//! body (`sql.rs`), instantiated per driver, so a query cannot drift between them.
+//! body (`sql/`), instantiated per driver, so a query cannot drift between them.
 
 use std::time::Duration;
 

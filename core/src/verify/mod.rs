@@ -1,7 +1,7 @@
 //! Verification of answers: the spec a task carries, the deterministic rules language, the
 //! verdicts, and the LLM verifier.
 //!
-//! An answer passes, in order: the response JSON Schema (always, `engine.rs`), the task's
+//! An answer passes, in order: the response JSON Schema (always, `engine/answer.rs`), the task's
 //! deterministic rules ([`expr`]), then its optional LLM verifier ([`llm`]). Rules run under
 //! the task's row lock (they are pure and take microseconds); an LLM call never does (see
 //! `docs/verification.md`, "Concurrency"). What a verdict does to the task is decided in

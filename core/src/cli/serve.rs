@@ -1,0 +1,125 @@
+//! `inloop serve`: the settings it starts with, and the startup it prints.
+
+use clap::Args;
+
+use super::{Failure, Io, fail};
+use crate::engine::Engine;
+use crate::store::redact_url;
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7070]
+    #[arg(long, env = "INLOOP_BIND", value_name = "ADDR")]
+    bind: Option<String>,
+    /// The URL people use to reach the server (links; https makes cookies Secure)
+    /// [default: http://BIND]
+    #[arg(long, env = "INLOOP_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+}
+
+/// `inloop serve`'s settings, resolved from flags, the environment and the config file.
+#[derive(Debug)]
+pub(super) struct ServePlan {
+    bind: String,
+    public_url: Option<String>,
+    log: String,
+    json_logs: bool,
+    channels: crate::channels::Settings,
+}
+
+/// Resolves the settings; a misconfigured channel or log format stops here.
+pub(super) fn plan(a: ServeArgs, file: &crate::config::FileConfig) -> Result<ServePlan, Failure> {
+    let json_logs = match std::env::var("INLOOP_LOG_FORMAT")
+        .ok()
+        .or_else(|| file.log_format.clone())
+        .as_deref()
+    {
+        None | Some("") | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(fail(
+                "config",
+                format!("log format {other:?} is not text or json"),
+            ));
+        }
+    };
+    let public_url = a.public_url.or_else(|| file.public_url.clone());
+    // A misconfigured channel stops the server here, before anything is served.
+    let channels = crate::channels::Settings::from_config(file, public_url.as_deref())?;
+    Ok(ServePlan {
+        bind: a
+            .bind
+            .or_else(|| file.bind.clone())
+            .unwrap_or_else(|| crate::config::DEFAULT_BIND.into()),
+        channels,
+        public_url,
+        log: std::env::var("INLOOP_LOG")
+            .ok()
+            .or_else(|| file.log.clone())
+            .unwrap_or_else(|| "info".into()),
+        json_logs,
+    })
+}
+
+/// Serves until ctrl-c or SIGTERM.
+pub(super) async fn perform(
+    engine: &Engine,
+    url: &str,
+    plan: ServePlan,
+    io: &mut Io<'_>,
+) -> Result<i32, Failure> {
+    let ServePlan {
+        bind,
+        public_url,
+        log,
+        json_logs,
+        channels,
+    } = plan;
+    crate::server::logging::init(&log, json_logs)
+        .map_err(|e| fail("config", format!("INLOOP_LOG {log:?}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| fail("config", format!("cannot listen on {bind}: {e}")))?;
+    let public_url = public_url
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let token = crate::users::random_token();
+    let setup = crate::server::setup_link(engine, &public_url, &token).await?;
+    writeln!(
+        io.out,
+        "inloop serve: listening on http://{addr} (database {})",
+        redact_url(url)
+    )?;
+    writeln!(io.out, "dashboard: {public_url}/")?;
+    if let Some(link) = &setup {
+        writeln!(
+            io.out,
+            "first run: open this link to create the admin account (works once):\n\n    {link}\n"
+        )?;
+    }
+    io.out.flush()?;
+    let configured = channels.describe();
+    let channels = std::sync::Arc::new(crate::channels::Channels::new(channels)?);
+    if !configured.is_empty() {
+        writeln!(io.out, "channels: {}", configured.join(", "))?;
+    }
+    let opts = crate::server::ServerOptions {
+        public_url: Some(public_url),
+        setup_token: setup.map(|_| token),
+        throttle: None,
+        channels: Some(channels),
+    };
+    crate::server::serve(
+        engine.clone(),
+        listener,
+        opts,
+        crate::server::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| fail("io", format!("the server failed: {e}")))?;
+    writeln!(io.out, "inloop serve: stopped")?;
+    Ok(0)
+}
