@@ -43,6 +43,9 @@ say "Python tests (SQLite and PostgreSQL, and cross-language with TypeScript)"
 export INLOOP_REQUIRE_TS=1
 (cd python && python -m pytest -q)
 
+say "REST API fuzzing (schemathesis from the OpenAPI document, SQLite and PostgreSQL)"
+scripts/fuzz.sh
+
 say "Browser tests (the dashboard in headless Chromium)"
 CHROMIUM=${INLOOP_CHROMIUM:-/usr/bin/chromium}
 if [ ! -x "$CHROMIUM" ]; then

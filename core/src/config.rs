@@ -227,6 +227,10 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-Proto` / `X-Forwarded-For` are believed (addresses
+    /// or networks; `INLOOP_TRUSTED_PROXIES` wins). Empty: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Notification channels and the outbox (`[channels]`, see [`ChannelsConfig`]).
     pub channels: Option<ChannelsConfig>,
     /// Completion callbacks (`[callbacks]`, see [`CallbacksConfig`]).

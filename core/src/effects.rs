@@ -114,7 +114,7 @@ pub struct Effect {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
     /// The recorded result (JSON), once `done`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// Why the last attempt failed, when it did.
     pub error: Option<String>,
@@ -152,7 +152,7 @@ pub enum Begin {
     Run { token: String, attempt: u32 },
     /// The effect already happened: this is its recorded result. Do not run the function.
     Done {
-        #[schema(value_type = Object)]
+        #[schema(value_type = Value)]
         result: Value,
         #[serde(with = "crate::model::rfc3339")]
         #[schema(value_type = String, format = DateTime)]
@@ -178,7 +178,7 @@ pub struct Resolve {
     pub action: ResolveAction,
     /// For `mark_done`: the result later calls get (default `null`).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// The attempt the person looked at (compare-and-set: refused when another attempt is in
     /// doubt by now). Any attempt when absent.

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod remote;
 pub mod rules;
 pub mod schema;
+pub mod schema_cost;
 pub mod server;
 pub mod store;
 pub mod users;

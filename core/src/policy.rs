@@ -118,7 +118,7 @@ pub struct Vote {
     /// Whether the vote approves (the approval's boolean).
     pub approve: bool,
     /// The answer as given.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub response: Value,
 }
 

@@ -19,6 +19,19 @@ pub const MAX_NAMESPACE_BYTES: usize = 128;
 pub const MAX_ACTOR_BYTES: usize = 320;
 /// At most this many field errors are reported for one document.
 pub const MAX_FIELD_ERRORS: usize = 50;
+/// Deepest nesting of arrays and objects in a payload, an answer or a schema (every envelope
+/// that carries them, up to the JSON parsers' own limit of 128, still parses).
+pub const MAX_DEPTH: usize = 64;
+/// The most work one validation may take: the schema's fan-out
+/// ([`crate::schema_cost::analyse`]) times the instance's size in [`instance_units`]. Over
+/// it, the document is refused before any validation runs.
+pub const MAX_VALIDATION_WORK: u64 = 2_000_000;
+/// `pattern` matches that backtrack (look-around, back-references) give up after this many
+/// steps, and the value is refused: the default engine is linear-time for every other
+/// pattern, and this bounds the rest.
+pub const REGEX_BACKTRACK_LIMIT: usize = 10_000;
+/// The most memory a compiled `pattern` (and its lazy DFA's cache) may take.
+const REGEX_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Canonical JSON: object keys sorted by code point, no insignificant whitespace, numbers as
 /// serde_json prints them (shortest round-trip form). Equal documents give equal strings.
@@ -176,8 +189,72 @@ impl DigestParts {
     }
 }
 
-/// Checks the size of a JSON document against a limit, measured as canonical JSON.
+/// How deeply `value`'s arrays and objects nest (a scalar is 0).
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// The size of an instance for [`MAX_VALIDATION_WORK`]: one per value, plus one per 16 bytes
+/// of strings and keys (patterns and formats read them).
+pub fn instance_units(value: &Value) -> u64 {
+    let mut units = 0u64;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        units += 1;
+        match v {
+            Value::String(s) => units += s.len() as u64 / 16,
+            Value::Array(a) => stack.extend(a),
+            Value::Object(m) => {
+                for (k, c) in m {
+                    units += k.len() as u64 / 16;
+                    stack.push(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    units
+}
+
+/// Whether any string or key in `value` contains U+0000 (PostgreSQL cannot store it).
+fn has_nul(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(a) => stack.extend(a),
+            Value::Object(m) => {
+                if m.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(m.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Checks the size of a JSON document against a limit, measured as canonical JSON, and its
+/// nesting against [`MAX_DEPTH`].
 pub fn check_size(what: &'static str, value: &Value, limit: usize) -> Result<()> {
+    let d = depth(value);
+    if d > MAX_DEPTH {
+        return Err(Error::InvalidArgument(format!(
+            "{what} nests arrays and objects {d} levels deep, over the limit of {MAX_DEPTH}"
+        )));
+    }
     let size = canonical_json(value).len();
     if size > limit {
         return Err(Error::TooLarge { what, size, limit });
@@ -188,11 +265,14 @@ pub fn check_size(what: &'static str, value: &Value, limit: usize) -> Result<()>
 /// A compiled JSON Schema.
 pub struct Schema {
     validator: jsonschema::Validator,
+    /// What one instance location may cost ([`crate::schema_cost::analyse`]).
+    fanout: u64,
 }
 
 impl Schema {
     /// Compiles a schema. `which` names it in errors (`"payload_schema"`, `"response_schema"`).
-    /// Remote `$ref`s are not fetched: a schema that needs one is refused.
+    /// Only local `$ref`s are followed: a schema that needs another is refused, and so is
+    /// one that validation could not finish in bounded time ([`crate::schema_cost`]).
     pub fn compile(which: &'static str, schema: &Value) -> Result<Schema> {
         check_size(which, schema, MAX_SCHEMA_BYTES)?;
         if !schema.is_object() && !schema.is_boolean() {
@@ -201,21 +281,58 @@ impl Schema {
                 message: "a JSON Schema must be an object or a boolean".into(),
             });
         }
+        if has_nul(schema) {
+            return Err(Error::InvalidSchema {
+                which,
+                message: "strings must not contain the NUL character (U+0000)".into(),
+            });
+        }
+        // Before anything compiles a pattern or walks a reference.
+        let fanout = crate::schema_cost::analyse(which, schema)?;
         if let Err(e) = jsonschema::meta::validate(schema) {
             return Err(Error::InvalidSchema {
                 which,
                 message: format!("{} (at {})", e, e.instance_path().as_str()),
             });
         }
-        let validator = jsonschema::validator_for(schema).map_err(|e| Error::InvalidSchema {
-            which,
-            message: e.to_string(),
-        })?;
-        Ok(Schema { validator })
+        let patterns = jsonschema::PatternOptions::fancy_regex()
+            .backtrack_limit(REGEX_BACKTRACK_LIMIT)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT);
+        let validator = jsonschema::options()
+            .with_pattern_options(patterns)
+            .build(schema)
+            .map_err(|e| Error::InvalidSchema {
+                which,
+                message: e.to_string(),
+            })?;
+        Ok(Schema { validator, fanout })
     }
 
-    /// Every problem of `instance` against this schema (at most [`MAX_FIELD_ERRORS`]).
+    /// Every problem of `instance` against this schema (at most [`MAX_FIELD_ERRORS`]). An
+    /// instance too deep, or too large for this schema's fan-out ([`MAX_VALIDATION_WORK`]),
+    /// is refused as a whole before any validation work.
     pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
+        let refused = |message: String| {
+            vec![FieldError {
+                path: String::new(),
+                message,
+            }]
+        };
+        let d = depth(instance);
+        if d > MAX_DEPTH {
+            return refused(format!(
+                "nests arrays and objects {d} levels deep, over the limit of {MAX_DEPTH}"
+            ));
+        }
+        let work = self.fanout.saturating_mul(instance_units(instance));
+        if work > MAX_VALIDATION_WORK {
+            return refused(format!(
+                "too large to validate against this schema: {} values and string chunks                  times the schema's fan-out of {} is over the limit of {MAX_VALIDATION_WORK}",
+                instance_units(instance),
+                self.fanout
+            ));
+        }
         self.validator
             .iter_errors(instance)
             .take(MAX_FIELD_ERRORS)

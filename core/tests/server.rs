@@ -681,6 +681,125 @@ async fn bad_inputs_are_json_errors(db: Db) {
     srv.shutdown().await;
 }
 
+/// Regression for what schemathesis found (scripts/fuzz.sh): every status the server gives to
+/// a bad request (no key, a malformed id or key, malformed JSON, an oversized body, a bad
+/// query) is one the document lists for that operation; a wrong method is a JSON 405 with
+/// `Allow`; fields that hold any JSON are not typed as objects.
+async fn every_error_status_is_documented(db: Db) {
+    let srv = start(&db).await;
+    let doc: Value = srv
+        .req(Method::GET, "/api/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let big = "x".repeat(inloop_core::server::MAX_BODY_BYTES + 1);
+    let mut checked = 0;
+    for r in ROUTES {
+        let op = &doc["paths"][r.path][r.method.to_lowercase()];
+        let documented = |s: StatusCode| op["responses"].get(s.as_str()).is_some();
+        let has_body = op.get("requestBody").is_some();
+        let good = r
+            .path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{key}", "k");
+        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let mut probes: Vec<(&str, reqwest::RequestBuilder)> = vec![
+            ("no key", srv.req(method.clone(), &good, None)),
+            (
+                "a bad key",
+                srv.req(method.clone(), &good, Some("ilk_nope")),
+            ),
+            (
+                "a bad query",
+                srv.req(
+                    method.clone(),
+                    &format!("{good}?limit=x&timeout_ms=-1&status=nope"),
+                    Some(&srv.reviewer),
+                ),
+            ),
+        ];
+        if r.path.contains("{id}") {
+            let bad = r.path.replace("{id}", "not-a-uuid");
+            probes.push((
+                "a malformed id",
+                srv.req(method.clone(), &bad, Some(&srv.reviewer)),
+            ));
+        }
+        if r.path.contains("{key}") {
+            let bad = r.path.replace("{key}", "%FF%FE");
+            probes.push((
+                "a key that is not UTF-8",
+                srv.req(method.clone(), &bad, Some(&srv.reviewer)),
+            ));
+        }
+        if has_body {
+            probes.push((
+                "malformed JSON",
+                srv.req(method.clone(), &good, Some(&srv.reviewer))
+                    .header("content-type", "application/json")
+                    .body("{nope"),
+            ));
+            probes.push((
+                "a body over 1 MiB",
+                srv.req(method.clone(), &good, Some(&srv.reviewer))
+                    .header("content-type", "application/json")
+                    .body(big.clone()),
+            ));
+            probes.push((
+                "the wrong shape",
+                srv.req(method.clone(), &good, Some(&srv.reviewer))
+                    .json(&json!({"by": 5, "response": 1, "title": []})),
+            ));
+        }
+        for (what, req) in probes {
+            let resp = req.send().await.unwrap();
+            let s = resp.status();
+            assert!(!s.is_server_error(), "{} {}: {what}: {s}", r.method, r.path);
+            assert!(
+                documented(s),
+                "{} {}: {what}: {s} is not in the document",
+                r.method,
+                r.path
+            );
+            if !s.is_success() {
+                let body: Value = resp.json().await.unwrap();
+                assert!(
+                    body["error"]["code"].is_string(),
+                    "{} {}: {what}: {body}",
+                    r.method,
+                    r.path
+                );
+            }
+            checked += 1;
+        }
+        // a method the path does not serve
+        let resp = srv
+            .req(Method::PATCH, &good, Some(&srv.reviewer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PATCH {good}"
+        );
+        assert!(resp.headers().get("allow").is_some(), "PATCH {good}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+    eprintln!("server: {checked} bad requests, every status documented");
+    // `result` of a begin that is done may be any JSON (null included), like an answer.
+    let begin = &doc["components"]["schemas"]["Begin"];
+    assert!(
+        !begin.to_string().contains(r#""result":{"type":"object"}"#),
+        "{begin}"
+    );
+    srv.shutdown().await;
+}
+
 async fn openapi_document_covers_every_route(db: Db) {
     let srv = start(&db).await;
     let resp = srv
@@ -1248,4 +1367,5 @@ conformance!(
     shutdown_ends_open_waits,
     bad_inputs_are_json_errors,
     openapi_document_covers_every_route,
+    every_error_status_is_documented,
 );

@@ -16,34 +16,13 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startServer as serve } from "./server.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.INLOOP_BIN;
 const ARTIFACTS = process.env.INLOOP_ARTIFACTS ?? join(here, "artifacts");
 const CHROMIUM = process.env.INLOOP_CHROMIUM ?? "/usr/bin/chromium";
 const PASSWORD = "correct horse battery";
-
-/** Starts `inloop serve` on a fresh SQLite file; resolves with its URL and setup link. */
-function startServer(dbUrl) {
-  const proc = spawn(BIN, ["serve", "--bind", "127.0.0.1:0"], {
-    env: { ...process.env, INLOOP_DATABASE_URL: dbUrl, INLOOP_LOG: "warn" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`no setup link from inloop serve:\n${out}`)), 30000);
-    proc.stdout.on("data", (chunk) => {
-      out += chunk;
-      const url = out.match(/listening on (http:\/\/[\d.:]+)/);
-      const setup = out.match(/(http:\/\/\S+\/setup\?token=\S+)/);
-      if (url && setup) {
-        clearTimeout(timer);
-        resolve({ proc, url: url[1], setup: setup[1] });
-      }
-    });
-    proc.on("exit", (code) => reject(new Error(`inloop serve exited with ${code}:\n${out}`)));
-  });
-}
 
 /** Runs the Python agent; resolves with its stdout when it exits 0. */
 function startAgent(dbUrl) {
@@ -63,7 +42,7 @@ test("first run, live queue, generated form, answer, agent resumes, audit", { ti
   mkdirSync(ARTIFACTS, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "inloop-browser-"));
   const dbUrl = `sqlite:${join(dir, "inloop.db")}`;
-  const server = await startServer(dbUrl);
+  const server = await serve(BIN, dbUrl);
   t.after(() => server.proc.kill("SIGTERM"));
 
   const browser = await chromium.launch({

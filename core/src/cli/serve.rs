@@ -25,6 +25,7 @@ pub(super) struct ServePlan {
     log: String,
     json_logs: bool,
     channels: crate::channels::Settings,
+    trusted_proxies: crate::server::hardening::TrustedProxies,
 }
 
 /// Resolves the settings; a misconfigured channel or log format stops here.
@@ -52,6 +53,7 @@ pub(super) fn plan(a: ServeArgs, file: &crate::config::FileConfig) -> Result<Ser
             .or_else(|| file.bind.clone())
             .unwrap_or_else(|| crate::config::DEFAULT_BIND.into()),
         channels,
+        trusted_proxies: crate::server::hardening::TrustedProxies::resolve(&file.trusted_proxies)?,
         public_url,
         log: std::env::var("INLOOP_LOG")
             .ok()
@@ -74,6 +76,7 @@ pub(super) async fn perform(
         log,
         json_logs,
         channels,
+        trusted_proxies,
     } = plan;
     crate::server::logging::init(&log, json_logs)
         .map_err(|e| fail("config", format!("INLOOP_LOG {log:?}: {e}")))?;
@@ -111,6 +114,7 @@ pub(super) async fn perform(
         setup_token: setup.map(|_| token),
         throttle: None,
         channels: Some(channels),
+        trusted_proxies,
     };
     crate::server::serve(
         engine.clone(),

@@ -19,8 +19,10 @@ mod dashboard;
 mod email_links;
 pub mod error;
 pub mod extract;
+pub mod hardening;
 pub mod logging;
 pub mod metrics;
+mod openapi;
 mod routes;
 pub mod session;
 mod slack_events;
@@ -55,6 +57,8 @@ pub struct AppState {
     public_origin: Option<Arc<str>>,
     /// The notification channels (the e-mail link pages need the link keys).
     channels: Option<Arc<crate::channels::Channels>>,
+    /// Security headers and `Secure` cookies on every response ([`hardening`]).
+    hardening: Arc<hardening::Hardening>,
 }
 
 /// How the server presents itself.
@@ -71,6 +75,9 @@ pub struct ServerOptions {
     /// the API refuses at creation a `callback_url` their `[callbacks]` allow-list does not
     /// permit; without them (embedding, tests) only the URL's form is checked.
     pub channels: Option<Arc<crate::channels::Channels>>,
+    /// Reverse proxies whose `X-Forwarded-Proto: https` makes cookies `Secure` and whose
+    /// `X-Forwarded-For` names the client (sign-in throttling); nobody else's is believed.
+    pub trusted_proxies: hardening::TrustedProxies,
 }
 
 /// One route: method, path (axum/OpenAPI syntax) and its handler.
@@ -301,10 +308,15 @@ fn build(state: AppState) -> Router {
     }
     router
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.hardening),
+            hardening::harden,
         ))
         .with_state(state)
 }
@@ -331,17 +343,22 @@ fn state(
         }
         None => session::LoginThrottle::default(),
     };
+    let secure_cookies = opts
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     AppState {
+        hardening: Arc::new(hardening::Hardening {
+            proxies: opts.trusted_proxies.clone(),
+            always_secure: secure_cookies,
+        }),
         engine,
         metrics: Arc::default(),
         shutdown,
         _sender: sender,
         setup,
         throttle: Arc::new(throttle),
-        secure_cookies: opts
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://")),
+        secure_cookies,
         public_origin: opts
             .public_url
             .as_deref()

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody, KeySegment, OptionalJson, Params, TaskId};
+use super::openapi::StandardErrors;
 use super::{AppState, WAIT_DEFAULT_MS, WAIT_MAX_MS};
 use crate::access::Principal;
 use crate::apikeys::ApiKey;
@@ -85,7 +86,7 @@ fn channel(key: &ApiKey) -> String {
         crate::verify::Rejection,
         ErrorBody
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardErrors),
     security(("api_key" = []))
 )]
 pub struct ApiDoc;
@@ -277,7 +278,7 @@ pub(super) async fn get_task_by_key(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(super) struct AnswerBody {
     /// The answer, checked against the task's response schema.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     response: Value,
     /// Who answers (default `apikey:<key name>`).
     by: Option<String>,
@@ -676,7 +677,7 @@ pub(super) struct FinishBody {
     /// The attempt's token (from begin).
     token: String,
     /// The result (any JSON, at most 256 KiB canonical); returned to every later begin.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     result: Value,
 }
 
@@ -901,4 +902,12 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str
 /// Any other path.
 pub(super) async fn not_found() -> ApiError {
     ApiError::new("not_found", "no such endpoint")
+}
+
+/// A known path with a method it does not serve (axum adds the `Allow` header).
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        "method_not_allowed",
+        "this endpoint does not serve that method (see the Allow header)",
+    )
 }

@@ -75,10 +75,10 @@ pub struct Rule {
     pub name: String,
     /// Optional condition; the rule applies only when it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub when: Option<Value>,
     /// The condition the answer must meet.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub check: Value,
     /// The reason shown to the human when the check fails.
     pub message: String,

@@ -21,23 +21,9 @@ pub(super) fn html(status: StatusCode, page: Markup) -> Response {
     r
 }
 
+/// The browser security headers are the router's (`hardening`); pages also must not be cached.
 fn security_headers(h: &mut HeaderMap) {
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    crate::server::hardening::set_security_headers(h);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
