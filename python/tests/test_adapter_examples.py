@@ -38,6 +38,11 @@ def command(name: str) -> list[str]:
             {"decision": "edit", "args": {"order_id": "A-1", "amount": 250}},
             "refunded 250.0 EUR on order A-1",
         ),
+        (
+            "openai_agents_refund.py",
+            {"decision": "reject", "reason": "not eligible"},
+            "agent: Done: not eligible",
+        ),
     ],
 )
 def test_adapter_example_is_answered_with_the_cli(
