@@ -355,6 +355,16 @@ fn conflict_message(id: &Uuid, status: &Status, by: Option<&str>, at: &i64) -> S
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        // 22021 (character_not_in_repertoire) is PostgreSQL refusing text with NUL in it: the
+        // input's fault, not an outage. The checks refuse NUL first; this backs them up so
+        // an input they miss is a 400, never a 503.
+        if let sqlx::Error::Database(d) = &e
+            && d.code().as_deref() == Some("22021")
+        {
+            return Error::InvalidArgument(
+                "text must not contain the NUL character (U+0000) or invalid UTF-8".into(),
+            );
+        }
         Error::Database(e.to_string())
     }
 }

@@ -345,7 +345,7 @@ pub async fn reset_password(engine: &Engine, name: &str, password: &str) -> Resu
 pub async fn check_login(engine: &Engine, login: &str, password: &str) -> Result<User> {
     let refused = || Error::Unauthorized("wrong user name or password".into());
     let login = login.trim().to_ascii_lowercase();
-    if login.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+    if login.is_empty() || login.contains('\0') || password.len() > MAX_PASSWORD_BYTES {
         return Err(refused());
     }
     match engine.store().user_for_login(&login).await? {

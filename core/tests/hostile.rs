@@ -17,7 +17,7 @@ use inloop_core::schema::{
     MAX_TITLE_BYTES, canonical_json,
 };
 use inloop_core::server::{DASHBOARD_ROUTES, ROUTES, ServerOptions};
-use inloop_core::{Answer, Error, NewTask};
+use inloop_core::{Answer, Error, ListFilter, NewTask};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -344,6 +344,29 @@ async fn nul_bytes_are_refused_everywhere(db: Db) {
     let mut a = answer(json!({}));
     a.by = "al\u{0}ice".into();
     assert_eq!(code(engine.answer(t.id, a).await), "invalid_argument");
+    // In what reads take: filters, a key to look up, a sign-in name (found by the fuzzer:
+    // PostgreSQL refused the NUL and the server said 503).
+    let filter = |key_prefix: Option<&str>, assignee: Option<&str>| ListFilter {
+        key_prefix: key_prefix.map(Into::into),
+        assignee: assignee.map(Into::into),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(engine.list(filter(Some("a\u{0}"), None)).await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(engine.list(filter(None, Some("b\u{0}"))).await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(engine.get_by_key("default", "k\u{0}").await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(inloop_core::users::check_login(&engine, "al\u{0}ice", "pw").await),
+        "unauthorized"
+    );
     engine.close().await;
 }
 

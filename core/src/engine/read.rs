@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::Engine;
-use super::checks::check_namespace;
+use super::checks::{check_namespace, check_text};
 use crate::access::Principal;
 use crate::audit::{self, ChainCheck};
 use crate::error::{Error, Result};
@@ -23,6 +23,7 @@ impl Engine {
     /// The task `key` names in `namespace`.
     pub async fn get_by_key(&self, namespace: &str, key: &str) -> Result<Task> {
         check_namespace(namespace)?;
+        check_text("key", key, crate::schema::MAX_KEY_BYTES)?;
         self.inner
             .store
             .get_by_key(namespace, key)
@@ -144,6 +145,13 @@ impl Engine {
     ) -> Result<ListQuery> {
         if let Some(ns) = &namespace {
             check_namespace(ns)?;
+        }
+        // Filters reach the database as text: refuse what it cannot hold (NUL) with a 400.
+        if let Some(p) = key_prefix.as_deref().filter(|p| !p.is_empty()) {
+            check_text("key_prefix", p, crate::schema::MAX_KEY_BYTES)?;
+        }
+        if let Some(a) = assignee.as_deref().filter(|a| !a.is_empty()) {
+            check_text("assignee", a, crate::schema::MAX_ACTOR_BYTES)?;
         }
         let namespace = match who {
             Principal::ApiKey(k) => match namespace {
