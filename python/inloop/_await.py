@@ -371,12 +371,28 @@ async def _with_verifier(
     """Waits for an answer, judges it with ``verifier``, reports the verdict to the core, and
     waits again while the core sends the task back to the person. Returns the task after the
     passing verdict (as JSON) and the answer."""
-    name = "sdk:" + str(getattr(verifier, "__name__", None) or type(verifier).__name__)
     engine = await client._native()
     task_id = json.loads(await engine.create(request))["task"]["id"]
+    return await _verified_wait(client, task_id, verifier, payload, response)
+
+
+async def _verified_wait(
+    client: Client,
+    task_id: str,
+    verifier: Verifier,
+    payload: Any = None,
+    response: type[BaseModel] | dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Waits for an answer to an existing task, judges it with ``verifier`` (``payload``
+    defaults to the task's own), reports the verdict to the core, and waits again while the
+    core sends the task back to the person. Also used by the framework adapters."""
+    name = "sdk:" + str(getattr(verifier, "__name__", None) or type(verifier).__name__)
+    engine = await client._native()
     while True:
         done = json.loads(await engine.await_response(task_id))
         answer = parse_response(response, done.get("response"))
+        if payload is None:
+            payload = done.get("payload")
         if done.get("status") == "timed_out":
             return done, answer  # the policy's on_timeout default: the agent's own, not judged
         started = time.monotonic()

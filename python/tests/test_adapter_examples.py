@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from claude_env import cli_env
 from test_cli_and_example import ROOT, clean_env, inloop
 
 TS_EXAMPLE = ROOT / "typescript" / "dist" / "examples" / "langgraph_refund.js"
@@ -38,12 +39,28 @@ def command(name: str) -> list[str]:
             {"decision": "edit", "args": {"order_id": "A-1", "amount": 250}},
             "refunded 250.0 EUR on order A-1",
         ),
+        (
+            "openai_agents_refund.py",
+            {"decision": "reject", "reason": "not eligible"},
+            "agent: Done: not eligible",
+        ),
+        (
+            "claude_agent_refund.py",
+            {"behavior": "allow", "updated_input": {"order_id": "A-1", "amount": 250}},
+            "agent: Done: refunded 250 EUR on order A-1",
+        ),
     ],
 )
 def test_adapter_example_is_answered_with_the_cli(
     tmp_path: Path, example: str, answer: dict[str, object], expected: str
 ) -> None:
     env = clean_env()
+    server = None
+    if example.startswith("claude_agent"):  # its bundled CLI talks to the loopback fake API
+        import anthropic_messages
+
+        server, url = anthropic_messages.serve()
+        env.update(cli_env(url, tmp_path / "home"))
     agent = subprocess.Popen(
         command(example), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -66,5 +83,7 @@ def test_adapter_example_is_answered_with_the_cli(
         out, err = agent.communicate(timeout=30)
     finally:
         agent.kill()
+        if server is not None:
+            server.shutdown()
     assert agent.returncode == 0, err
     assert expected in out, out + err

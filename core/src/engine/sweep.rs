@@ -16,7 +16,14 @@ impl Engine {
             let mut tasks = Vec::new();
             let hub = Arc::clone(&self.inner.hub);
             tasks.push(match &self.inner.store {
-                Store::Sqlite(s) => s.spawn_waker(hub, self.inner.opts.sqlite_poll),
+                Store::Sqlite(s) => s.spawn_waker(
+                    hub,
+                    crate::store::sqlite::Watch {
+                        poll: self.inner.opts.sqlite_poll,
+                        push: self.inner.opts.sqlite_push,
+                        safety: self.inner.opts.sqlite_safety_check,
+                    },
+                ),
                 Store::Postgres(s) => s.spawn_waker(hub, self.inner.opts.pg_safety_sweep),
             });
             let weak = Arc::downgrade(&self.inner);

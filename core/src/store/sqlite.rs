@@ -130,20 +130,32 @@ impl SqliteStore {
     }
 
     /// Watches for commits from any connection (this process's or another's) with
-    /// `PRAGMA data_version` on one dedicated connection, every `poll`; reads only the audit
-    /// rows added since, wakes the waiters of tasks that ended and publishes every row to the
-    /// hub's change feed.
-    pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    /// `PRAGMA data_version` on one dedicated connection; reads only the audit rows added
+    /// since, wakes the waiters of tasks that ended and publishes every row to the hub's
+    /// change feed. It learns of commits by a push (inotify) where it can, else by a tick.
+    pub(crate) fn spawn_waker(&self, hub: Arc<Hub>, how: Watch) -> tokio::task::JoinHandle<()> {
         let options = self.options.clone();
         tokio::spawn(async move {
+            let mut how = how;
             loop {
-                if let Err(e) = watch(&options, &hub, poll).await {
+                if let Err(e) = watch(&options, &hub, &mut how).await {
                     tracing::warn!(error = %e, "inloop: SQLite change watcher failed; restarting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         })
     }
+}
+
+/// How the SQLite watcher learns of commits made by other connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    /// The tick, when there is no push.
+    pub poll: Duration,
+    /// Try the push (inotify) first.
+    pub push: bool,
+    /// With the push: a check this often anyway.
+    pub safety: Duration,
 }
 
 /// SQLITE_BUSY (or one of its extended codes): the database is locked.
@@ -157,26 +169,133 @@ fn is_busy(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The watcher's position: the last `data_version` and audit row it has seen.
+struct Seen {
+    version: i64,
+    last_id: i64,
+}
+
+/// One look: when `data_version` moved, publishes the audit rows added since (and wakes the
+/// waiters of tasks they end). Returns whether anything was committed.
+async fn look(
+    conn: &mut SqliteConnection,
+    hub: &Hub,
+    seen: &mut Seen,
+) -> crate::error::Result<bool> {
+    use sqlx::Row as _;
+    let v: i64 = sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(&mut *conn)
+        .await?;
+    if v == seen.version {
+        return Ok(false);
+    }
+    seen.version = v;
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, task_id, kind FROM inloop_audit WHERE id > $1 ORDER BY id LIMIT 1000",
+        )
+        .bind(seen.last_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            seen.last_id = r.try_get("id")?;
+            let kind: String = r.try_get("kind")?;
+            let task_id = crate::store::parse_id(&r.try_get::<String, _>("task_id")?)?;
+            if crate::rules::ends_task(&kind) {
+                hub.wake(&task_id);
+            }
+            hub.publish(crate::wait::Change { task_id, kind });
+        }
+        if rows.len() < 1000 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Looks after a push: `SETTLE_STEPS` looks at the wal-index header, the first ones at once
+/// (yielding), then 1, 2, 4 ... 64 ms apart; a commit seen, or another event, starts over.
+const SETTLE_STEPS: u32 = 10;
+
 async fn watch(
     options: &SqliteConnectOptions,
     hub: &Hub,
-    poll: Duration,
+    how: &mut Watch,
 ) -> crate::error::Result<()> {
-    use sqlx::Row as _;
     let mut conn = SqliteConnection::connect_with(options).await?;
-    let mut last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inloop_audit")
-        .fetch_one(&mut conn)
-        .await?;
-    let mut version: i64 = sqlx::query_scalar("PRAGMA data_version")
-        .fetch_one(&mut conn)
-        .await?;
+    let mut seen = Seen {
+        last_id: sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inloop_audit")
+            .fetch_one(&mut conn)
+            .await?,
+        version: sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut conn)
+            .await?,
+    };
     // Rows ended while this watcher was not running: the waiters' own first read covers
     // everything before they subscribed, and this sweep covers a restart of the watcher.
     for id in ended_since(&mut conn, crate::model::now_ms() - 60_000).await? {
         hub.wake(&id);
     }
     let mut shm = ShmHeader::new(options.get_filename());
-    let mut tick = tokio::time::interval(poll);
+    let mut push = match how.push {
+        true => match push::Push::new(options.get_filename()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::info!(
+                    error = %e,
+                    every_ms = how.poll.as_millis() as u64,
+                    "inloop: no inotify for the SQLite database; checking for commits on a tick"
+                );
+                how.push = false;
+                None
+            }
+        },
+        false => None,
+    };
+    if let Some(p) = &mut push {
+        // The push. Every commit writes its frames to the `-wal` file (an inotify event); the
+        // wal-index header in `-shm` (memory-mapped: no event) changes just after. So an event
+        // starts a short run of header looks; while nothing happens the watcher sleeps.
+        loop {
+            let event = tokio::select! {
+                r = p.next() => Some(r),
+                _ = tokio::time::sleep(how.safety) => None,
+            };
+            match event {
+                None => {
+                    look(&mut conn, hub, &mut seen).await?;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "inloop: inotify failed; checking SQLite for commits on a tick");
+                    how.push = false;
+                    break;
+                }
+                Some(Ok(())) => {}
+            }
+            let mut step = 0;
+            while step < SETTLE_STEPS {
+                if shm.changed() && look(&mut conn, hub, &mut seen).await? {
+                    step = 0;
+                } else {
+                    step += 1;
+                }
+                if step < 3 {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let pause = Duration::from_millis(1 << (step - 3));
+                tokio::select! {
+                    r = p.next() => {
+                        if r.is_ok() {
+                            step = 0;
+                        }
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+    let mut tick = tokio::time::interval(how.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
     loop {
@@ -188,32 +307,84 @@ async fn watch(
         if !shm.changed() && !ticks.is_multiple_of(64) {
             continue;
         }
-        let v: i64 = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut conn)
-            .await?;
-        if v == version {
-            continue;
+        look(&mut conn, hub, &mut seen).await?;
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod push {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use futures_util::StreamExt as _;
+    use inotify::{EventMask, EventStream, Inotify, WatchMask};
+
+    /// inotify on the database's directory, filtered to its `-wal` file (a directory watch
+    /// also sees the file created again after the last connection removed it).
+    pub(super) struct Push {
+        events: EventStream<Vec<u8>>,
+        wal: OsString,
+    }
+
+    impl Push {
+        pub(super) fn new(db: &Path) -> std::io::Result<Push> {
+            let dir = match db.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let Some(name) = db.file_name() else {
+                return Err(std::io::Error::other(format!(
+                    "{} names no file",
+                    db.display()
+                )));
+            };
+            let mut wal = name.to_owned();
+            wal.push("-wal");
+            let inotify = Inotify::init()?;
+            inotify.watches().add(
+                dir,
+                WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO,
+            )?;
+            Ok(Push {
+                events: inotify.into_event_stream(vec![0u8; 4096])?,
+                wal,
+            })
         }
-        version = v;
-        loop {
-            let rows = sqlx::query(
-                "SELECT id, task_id, kind FROM inloop_audit WHERE id > $1 ORDER BY id LIMIT 1000",
-            )
-            .bind(last_id)
-            .fetch_all(&mut conn)
-            .await?;
-            for r in &rows {
-                last_id = r.try_get("id")?;
-                let kind: String = r.try_get("kind")?;
-                let task_id = crate::store::parse_id(&r.try_get::<String, _>("task_id")?)?;
-                if crate::rules::ends_task(&kind) {
-                    hub.wake(&task_id);
+
+        /// The next write to the `-wal` file (or an overflowed queue: events were lost).
+        pub(super) async fn next(&mut self) -> std::io::Result<()> {
+            loop {
+                match self.events.next().await {
+                    Some(Ok(e)) => {
+                        if e.mask.contains(EventMask::Q_OVERFLOW)
+                            || e.name.as_deref() == Some(self.wal.as_os_str())
+                        {
+                            return Ok(());
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(std::io::Error::other("the inotify stream ended")),
                 }
-                hub.publish(crate::wait::Change { task_id, kind });
             }
-            if rows.len() < 1000 {
-                break;
-            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod push {
+    /// No inotify off Linux: the watcher ticks.
+    pub(super) struct Push;
+
+    impl Push {
+        pub(super) fn new(_db: &std::path::Path) -> std::io::Result<Push> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "inotify is Linux only",
+            ))
+        }
+
+        pub(super) async fn next(&mut self) -> std::io::Result<()> {
+            std::future::pending().await
         }
     }
 }

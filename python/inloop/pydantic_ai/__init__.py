@@ -25,11 +25,10 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "inloop.pydantic_ai needs Pydantic AI: pip install 'inloop[pydantic-ai]'"
     ) from e
 
+from .._adapters import ArgumentsChanged, args_digest
 from ._durable import PendingRun, request_humans
 from ._forms import (
-    ArgumentsChanged,
     approval_schema,
-    args_digest,
     build_results,
     call_key,
     create_tasks,

@@ -3,7 +3,6 @@ and is resumed later, in this process or another."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -16,6 +15,7 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults
 
+from .._adapters import wait_all
 from ..client import Client, Timeout, default_client
 from ..errors import Conflict, NotFound
 from ..types import Status, Task
@@ -187,15 +187,3 @@ async def request_humans(
         namespace=_record_namespace(c, record_namespace),
     )
     return PendingRun._from_record(record, c)
-
-
-async def wait_all(client: Client, task_ids: list[str]) -> list[Task]:
-    """Waits until every task ended; returns them in order."""
-
-    async def one(tid: str) -> Task:
-        task = await client.wait(tid)
-        while task.status is Status.PENDING:
-            task = await client.wait(tid)
-        return task
-
-    return list(await asyncio.gather(*(one(t) for t in task_ids)))

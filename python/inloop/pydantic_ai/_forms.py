@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,28 +11,11 @@ from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolApproved, ToolDenied
 from pydantic_ai.toolsets import ExternalToolset, FunctionToolset
 
+from .._adapters import ArgumentsChanged, args_digest, no_answer
 from ..client import Client, Timeout
-from ..errors import InloopError
 from ..types import Status, Task
 
 KEY_PREFIX = "pydantic-ai:"
-
-
-class ArgumentsChanged(InloopError):
-    """The call about to run has other arguments than the ones the person approved."""
-
-    code = "arguments_changed"
-
-
-def args_digest(args: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of a call's arguments: what an approval is bound to.
-
-    Example::
-
-        args_digest({"order_id": "A-1", "amount": 500.0})
-    """
-    text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def call_key(run_id: str, tool_call_id: str) -> str:
@@ -190,7 +171,7 @@ def build_results(requests: DeferredToolRequests, tasks: Mapping[str, Task]) -> 
                 digest = shown
             metadata[call.tool_call_id] = {"inloop_task_id": task.id, "args_digest": digest}
         else:
-            approvals[call.tool_call_id] = ToolDenied(_no_answer(task))
+            approvals[call.tool_call_id] = ToolDenied(no_answer(task))
             metadata[call.tool_call_id] = {"inloop_task_id": task.id, "status": task.status.value}
         if task.answered_by:
             answered_by[call.tool_call_id] = task.answered_by
@@ -199,16 +180,10 @@ def build_results(requests: DeferredToolRequests, tasks: Mapping[str, Task]) -> 
         if task.status is Status.COMPLETED:
             calls[call.tool_call_id] = task.response
         else:
-            calls[call.tool_call_id] = ToolFailed(_no_answer(task))
+            calls[call.tool_call_id] = ToolFailed(no_answer(task))
         metadata[call.tool_call_id] = {"inloop_task_id": task.id, "status": task.status.value}
         if task.answered_by:
             answered_by[call.tool_call_id] = task.answered_by
     return DeferredToolResults(
         approvals=approvals, calls=calls, metadata=metadata, answered_by=answered_by
     )
-
-
-def _no_answer(task: Task) -> str:
-    why = task.status.value.replace("_", " ")
-    extra = f" ({task.cancel_reason})" if task.cancel_reason else ""
-    return f"No decision from a person on this tool call: the request {why}{extra}."

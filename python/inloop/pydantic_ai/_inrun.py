@@ -12,8 +12,8 @@ from pydantic_ai.exceptions import UserError
 from pydantic_ai.external_events import resolve_external_event
 from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults
 
+from .._adapters import wait_all
 from ..client import Client, Timeout, default_client
-from ._durable import wait_all
 from ._forms import build_results, create_tasks, tool_schemas
 
 log = logging.getLogger("inloop.pydantic_ai")
