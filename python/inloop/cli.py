@@ -8,7 +8,12 @@ from . import _native
 
 
 def main() -> None:
-    """Entry point of the ``inloop`` console script."""
+    """Entry point of the ``inloop`` console script. ``inloop mcp`` runs the MCP server
+    (:mod:`inloop.mcp`, built on the ``mcp`` package); every other command is the Rust CLI."""
+    if sys.argv[1:2] == ["mcp"]:
+        from .mcp import main as mcp_main
+
+        sys.exit(mcp_main(sys.argv[2:]))
     sys.stdout.flush()
     sys.exit(_native.cli_main(["inloop", *sys.argv[1:]]))
 
