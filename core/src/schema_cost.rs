@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::schema::MAX_DEPTH;
@@ -72,7 +72,30 @@ pub fn analyse(which: &'static str, schema: &Value) -> Result<u64> {
     if g.nodes.is_empty() {
         return Ok(1);
     }
-    // Patterns anywhere: the meta-schema check compiles every one of them.
+    check_patterns(which, &g)?;
+    let root = g.ids[&(schema.as_object().expect("nodes exist") as *const _)];
+    link(which, &mut g, root)?;
+    let order = topological(&g).ok_or_else(|| {
+        refuse(
+            "a $ref cycle never goes down into the instance (a schema that refers to itself \
+             at the same place, through $ref / allOf / anyOf / oneOf / not / if): its \
+             validation would never end"
+                .into(),
+        )
+    })?;
+    let fanout = worst_fanout(&g, &order, root);
+    if fanout > MAX_FANOUT {
+        return Err(refuse(format!(
+            "the schema applies more than {MAX_FANOUT} subschemas (weighted: an enum of n \
+             values counts n) to one value, through allOf / anyOf / oneOf / $ref and \
+             overlapping properties or items: simplify it"
+        )));
+    }
+    Ok(fanout)
+}
+
+/// Patterns anywhere: the meta-schema check compiles every one of them.
+fn check_patterns(which: &'static str, g: &Graph) -> Result<()> {
     for n in &g.nodes {
         if let Some(p) = n.schema.get("pattern").and_then(Value::as_str) {
             check_pattern(which, p)?;
@@ -87,103 +110,18 @@ pub fn analyse(which: &'static str, schema: &Value) -> Result<u64> {
             check_pattern(which, p)?;
         }
     }
-    let root = g.ids[&(schema.as_object().expect("nodes exist") as *const _)];
-    // Edges of the subschemas validation can reach (objects inside `enum`, `const` or
-    // `default` are data, not schemas).
+    Ok(())
+}
+
+/// Fills in the weight and edges of every subschema validation can reach from `root`
+/// (objects inside `enum`, `const` or `default` are data, not schemas).
+fn link(which: &'static str, g: &mut Graph, root: usize) -> Result<()> {
     let mut reached = vec![false; g.nodes.len()];
     reached[root] = true;
     let mut queue = vec![root];
     while let Some(i) = queue.pop() {
-        let m = g.nodes[i].schema;
-        let id = |v: &Value, g: &Graph| {
-            v.as_object()
-                .and_then(|o| g.ids.get(&(o as *const _)).copied())
-        };
-        let mut same = Vec::new();
-        let mut weight = 1u64;
-        for k in SAME_ONE {
-            same.extend(m.get(*k).and_then(|v| id(v, &g)));
-        }
-        for k in SAME_LIST {
-            for v in m.get(*k).and_then(Value::as_array).into_iter().flatten() {
-                same.extend(id(v, &g));
-            }
-        }
-        for k in SAME_MAP.iter().chain(&["dependencies"]) {
-            for v in m
-                .get(*k)
-                .and_then(Value::as_object)
-                .into_iter()
-                .flat_map(|o| o.values())
-            {
-                same.extend(id(v, &g));
-            }
-        }
-        for k in REFS {
-            let Some(r) = m.get(*k) else { continue };
-            let Some(r) = r.as_str() else {
-                return Err(refuse(format!("{k} must be a string")));
-            };
-            same.extend(resolve(r, &g).ok_or_else(|| {
-                refuse(format!(
-                    "{k} {r:?} is not a local reference (\"#\", \"#/json/pointer\" or \
-                     \"#anchor\" naming a part of this schema): remote and relative \
-                     references are not followed"
-                ))
-            })?);
-        }
-        if let Some(e) = m.get("enum").and_then(Value::as_array) {
-            weight += e.len() as u64;
-        }
-        if m.get("pattern").is_some_and(Value::is_string) {
-            weight += PATTERN_WEIGHT;
-        }
-        let patterns: Vec<usize> = match m.get("patternProperties").and_then(Value::as_object) {
-            Some(pp) => {
-                weight += PATTERN_WEIGHT * pp.len() as u64;
-                pp.values().filter_map(|v| id(v, &g)).collect()
-            }
-            None => Vec::new(),
-        };
-        let one = |k: &str| m.get(k).and_then(|v| id(v, &g));
-        // Object children: a named property gets its own schema, any other the additional
-        // one; every child also gets the pattern ones and unevaluatedProperties.
-        let extra: Vec<usize> = patterns
-            .iter()
-            .copied()
-            .chain(one("unevaluatedProperties"))
-            .collect();
-        let mut down: Vec<Vec<usize>> = Vec::new();
-        for v in m
-            .get("properties")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flat_map(|o| o.values())
-        {
-            down.push(id(v, &g).into_iter().chain(extra.iter().copied()).collect());
-        }
-        down.push(
-            one("additionalProperties")
-                .into_iter()
-                .chain(extra.iter().copied())
-                .collect(),
-        );
-        down.push(one("propertyNames").into_iter().collect());
-        // Array children: a positional schema or the rest, plus contains and unevaluatedItems.
-        let extra: Vec<usize> = one("contains")
-            .into_iter()
-            .chain(one("unevaluatedItems"))
-            .collect();
-        let positional = m
-            .get("prefixItems")
-            .or_else(|| m.get("items").filter(|v| v.is_array()));
-        for v in positional.and_then(Value::as_array).into_iter().flatten() {
-            down.push(id(v, &g).into_iter().chain(extra.iter().copied()).collect());
-        }
-        let rest = one("additionalItems")
-            .into_iter()
-            .chain(m.get("items").and_then(|v| id(v, &g)));
-        down.push(rest.chain(extra.iter().copied()).collect());
+        let (weight, same) = same_place(which, g, g.nodes[i].schema)?;
+        let down = one_level_down(g, g.nodes[i].schema);
         for &c in same.iter().chain(down.iter().flatten()) {
             if !reached[c] {
                 reached[c] = true;
@@ -195,18 +133,128 @@ pub fn analyse(which: &'static str, schema: &Value) -> Result<u64> {
         n.same = same;
         n.down = down;
     }
-    let order = topological(&g).ok_or_else(|| {
-        refuse(
-            "a $ref cycle never goes down into the instance (a schema that refers to itself \
-             at the same place, through $ref / allOf / anyOf / oneOf / not / if): its \
-             validation would never end"
-                .into(),
-        )
-    })?;
+    Ok(())
+}
+
+/// The node of a subschema value, if it is one.
+fn node_of(v: &Value, g: &Graph) -> Option<usize> {
+    v.as_object()
+        .and_then(|o| g.ids.get(&(o as *const _)).copied())
+}
+
+/// A schema's own weight and the subschemas it applies at the same place in the instance
+/// (combinators, conditionals and references).
+fn same_place(which: &'static str, g: &Graph, m: &Map<String, Value>) -> Result<(u64, Vec<usize>)> {
+    let refuse = |message: String| Error::InvalidSchema { which, message };
+    let mut same = Vec::new();
+    let mut weight = 1u64;
+    for k in SAME_ONE {
+        same.extend(m.get(*k).and_then(|v| node_of(v, g)));
+    }
+    for k in SAME_LIST {
+        for v in m.get(*k).and_then(Value::as_array).into_iter().flatten() {
+            same.extend(node_of(v, g));
+        }
+    }
+    for k in SAME_MAP.iter().chain(&["dependencies"]) {
+        for v in m
+            .get(*k)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|o| o.values())
+        {
+            same.extend(node_of(v, g));
+        }
+    }
+    for k in REFS {
+        let Some(r) = m.get(*k) else { continue };
+        let Some(r) = r.as_str() else {
+            return Err(refuse(format!("{k} must be a string")));
+        };
+        same.extend(resolve(r, g).ok_or_else(|| {
+            refuse(format!(
+                "{k} {r:?} is not a local reference (\"#\", \"#/json/pointer\" or \
+                 \"#anchor\" naming a part of this schema): remote and relative \
+                 references are not followed"
+            ))
+        })?);
+    }
+    if let Some(e) = m.get("enum").and_then(Value::as_array) {
+        weight += e.len() as u64;
+    }
+    if m.get("pattern").is_some_and(Value::is_string) {
+        weight += PATTERN_WEIGHT;
+    }
+    if let Some(pp) = m.get("patternProperties").and_then(Value::as_object) {
+        weight += PATTERN_WEIGHT * pp.len() as u64;
+    }
+    Ok((weight, same))
+}
+
+/// The subschemas a schema applies one level down, grouped by child: each group is what one
+/// property or item of the instance gets.
+fn one_level_down(g: &Graph, m: &Map<String, Value>) -> Vec<Vec<usize>> {
+    let one = |k: &str| m.get(k).and_then(|v| node_of(v, g));
+    let patterns = m
+        .get("patternProperties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|pp| pp.values().filter_map(|v| node_of(v, g)));
+    // Object children: a named property gets its own schema, any other the additional
+    // one; every child also gets the pattern ones and unevaluatedProperties.
+    let extra: Vec<usize> = patterns.chain(one("unevaluatedProperties")).collect();
+    let mut down: Vec<Vec<usize>> = Vec::new();
+    for v in m
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|o| o.values())
+    {
+        down.push(
+            node_of(v, g)
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect(),
+        );
+    }
+    down.push(
+        one("additionalProperties")
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect(),
+    );
+    down.push(one("propertyNames").into_iter().collect());
+    // Array children: a positional schema or the rest, plus contains and unevaluatedItems.
+    let extra: Vec<usize> = one("contains")
+        .into_iter()
+        .chain(one("unevaluatedItems"))
+        .collect();
+    let positional = m
+        .get("prefixItems")
+        .or_else(|| m.get("items").filter(|v| v.is_array()));
+    for v in positional.and_then(Value::as_array).into_iter().flatten() {
+        down.push(
+            node_of(v, g)
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect(),
+        );
+    }
+    let rest = one("additionalItems")
+        .into_iter()
+        .chain(m.get("items").and_then(|v| node_of(v, g)));
+    down.push(rest.chain(extra.iter().copied()).collect());
+    down
+}
+
+/// The most subschemas applied at any one location of an instance, up to [`MAX_DEPTH`] levels
+/// down, capped just over [`MAX_FANOUT`]. `order` puts every node after what it applies at
+/// the same place.
+fn worst_fanout(g: &Graph, order: &[usize], root: usize) -> u64 {
     let cap = MAX_FANOUT + 1;
     // At one location: the node's own work and everything it applies there.
     let mut here = vec![0u64; g.nodes.len()];
-    for &i in &order {
+    for &i in order {
         let n = &g.nodes[i];
         here[i] = n
             .same
@@ -218,7 +266,7 @@ pub fn analyse(which: &'static str, schema: &Value) -> Result<u64> {
     let mut worst = here.clone();
     for _ in 0..MAX_DEPTH {
         let mut below = vec![0u64; g.nodes.len()];
-        for &i in &order {
+        for &i in order {
             let n = &g.nodes[i];
             let own = n
                 .down
@@ -238,15 +286,7 @@ pub fn analyse(which: &'static str, schema: &Value) -> Result<u64> {
         }
         worst = next;
     }
-    let fanout = worst[root];
-    if fanout > MAX_FANOUT {
-        return Err(refuse(format!(
-            "the schema applies more than {MAX_FANOUT} subschemas (weighted: an enum of n \
-             values counts n) to one value, through allOf / anyOf / oneOf / $ref and \
-             overlapping properties or items: simplify it"
-        )));
-    }
-    Ok(fanout)
+    worst[root]
 }
 
 /// Registers every subschema object under `v` (at JSON pointer `at`), in document order.
