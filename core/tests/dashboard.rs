@@ -38,12 +38,8 @@ async fn start(db: &Db, throttle: Option<(Duration, usize, usize)>) -> Dash {
     let server = serve_engine(engine.clone(), opts).await;
     Dash {
         base: server.base.clone(),
-        // A fresh connection per request: a refused POST ends its connection without reading
-        // the body, and a pooled connection reused in that instant fails with
-        // IncompleteMessage (a client race, not what the test checks).
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
             .build()
             .unwrap(),
         engine,

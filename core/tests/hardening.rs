@@ -253,8 +253,88 @@ async fn forwarded_client_addresses_count_only_from_trusted_proxies(db: Db) {
     engine.close().await;
 }
 
+/// Sends `requests` on one connection, one after another, and returns each response's head
+/// (status line and headers, lower-cased); stops early when the server closes.
+async fn heads_on_one_connection(base: &str, requests: &[String]) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut heads = Vec::new();
+    for req in requests {
+        if conn.write_all(req.as_bytes()).await.is_err() {
+            break;
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read the head, then the body by content-length.
+        let (head, body_len) = loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            if n == 0 {
+                return heads;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                buf.drain(..end + 4);
+                break (head, len);
+            }
+        };
+        while buf.len() < body_len {
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the body ended early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        heads.push(head);
+    }
+    heads
+}
+
+/// A refused request with a body ends its connection, and says so (`Connection: close`):
+/// the body may be unread, and a pooling client that reused the connection would race the
+/// server's close (seen in CI as IncompleteMessage). Other responses keep it alive.
+async fn refusals_with_unread_bodies_close_the_connection(db: Db) {
+    let engine = db.open().await;
+    let server = serve_engine(engine.clone(), ServerOptions::default()).await;
+    let host = server.base.trim_start_matches("http://").to_string();
+    let body = "{\"title\": \"x\", \"response_schema\": {}}";
+    let post = format!(
+        "POST /api/v1/tasks HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let get = format!("GET /healthz HTTP/1.1\r\nhost: {host}\r\n\r\n");
+    // No API key: 401 before the body is read.
+    let heads = heads_on_one_connection(&server.base, &[post.clone(), get.clone()]).await;
+    assert_eq!(
+        heads.len(),
+        1,
+        "the connection ends after the refusal: {heads:?}"
+    );
+    assert!(heads[0].starts_with("http/1.1 401"), "{}", heads[0]);
+    assert!(heads[0].contains("connection: close"), "{}", heads[0]);
+    // Without a body, a refusal keeps the connection (nothing is left unread).
+    let missing = format!("GET /api/v1/tasks HTTP/1.1\r\nhost: {host}\r\n\r\n");
+    let heads = heads_on_one_connection(&server.base, &[missing, get.clone(), get]).await;
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    assert!(heads[0].starts_with("http/1.1 401"), "{}", heads[0]);
+    assert!(
+        heads.iter().all(|h| !h.contains("connection: close")),
+        "{heads:?}"
+    );
+    server.stop().await;
+    engine.close().await;
+}
+
 conformance!(
     every_response_carries_the_security_headers,
     cookies_are_secure_behind_a_trusted_tls_proxy_only,
     forwarded_client_addresses_count_only_from_trusted_proxies,
+    refusals_with_unread_bodies_close_the_connection,
 );
