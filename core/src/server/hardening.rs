@@ -166,7 +166,20 @@ pub(super) async fn harden(
                 .insert(ConnectInfo(SocketAddr::new(client, p.port())));
         }
     }
+    let may_leave_body = req.version() <= axum::http::Version::HTTP_11
+        && (req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"));
     let mut res = next.run(req).await;
+    // A refusal may leave the request's body unread; hyper then closes the connection if the
+    // rest of the body has not arrived yet, without saying so, and a client that pooled it
+    // fails its next request (IncompleteMessage). Announce the close instead.
+    if may_leave_body && !res.status().is_success() {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let headers = res.headers_mut();
     set_security_headers(headers);
     if tls {
