@@ -36,21 +36,8 @@ pub fn answer(task: &Task, a: &Answer, now: i64) -> (Decision, Result<()>) {
     let decision = Decision {
         claim: None,
         verify: None,
-        update: Some(Update {
-            status: Status::Completed,
-            response: Some(a.response.clone()),
-            answered_by: Some(a.by.clone()),
-            answered_via: Some(a.channel.clone()),
-            cancelled_by: None,
-            cancel_reason: None,
-            ended_at: Some(now),
-        }),
-        audit: vec![NewAudit {
-            actor: Some(a.by.clone()),
-            channel: Some(a.channel.clone()),
-            kind: kind::ANSWER_ACCEPTED,
-            data: json!({ "response": a.response }),
-        }],
+        update: Some(accept_update(a, now)),
+        audit: vec![accepted_row(a)],
         ..Default::default()
     };
     (decision, Ok(()))

@@ -152,3 +152,26 @@ fn refused<T>(by: &str, channel: &str, reason: &str, err: Error) -> (Decision, R
         Err(err),
     )
 }
+
+/// The update that completes a task with this answer.
+fn accept_update(a: &Answer, now: i64) -> Update {
+    Update {
+        status: Status::Completed,
+        response: Some(a.response.clone()),
+        answered_by: Some(a.by.clone()),
+        answered_via: Some(a.channel.clone()),
+        cancelled_by: None,
+        cancel_reason: None,
+        ended_at: Some(now),
+    }
+}
+
+/// The audit row of an accepted answer.
+fn accepted_row(a: &Answer) -> NewAudit {
+    NewAudit {
+        actor: Some(a.by.clone()),
+        channel: Some(a.channel.clone()),
+        kind: kind::ANSWER_ACCEPTED,
+        data: json!({ "response": a.response }),
+    }
+}

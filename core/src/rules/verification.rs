@@ -56,27 +56,6 @@ fn verdict_row(
     }
 }
 
-fn accept_update(a: &Answer, now: i64) -> Update {
-    Update {
-        status: Status::Completed,
-        response: Some(a.response.clone()),
-        answered_by: Some(a.by.clone()),
-        answered_via: Some(a.channel.clone()),
-        cancelled_by: None,
-        cancel_reason: None,
-        ended_at: Some(now),
-    }
-}
-
-fn accepted_row(a: &Answer) -> NewAudit {
-    NewAudit {
-        actor: Some(a.by.clone()),
-        channel: Some(a.channel.clone()),
-        kind: kind::ANSWER_ACCEPTED,
-        data: json!({ "response": a.response }),
-    }
-}
-
 fn policy_of(t: &Task) -> (u32, FailPolicy) {
     t.verification
         .as_ref()
