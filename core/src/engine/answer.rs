@@ -92,13 +92,9 @@ impl Engine {
                     }
                     let invalid = match too_large {
                         Some(e) => Some(e),
-                        None => match Schema::compile("response_schema", &t.response_schema) {
+                        None => match answer_errors(t, &answer.response) {
+                            Ok(errors) => errors,
                             Err(e) => return (Default::default(), Err(e)),
-                            Ok(s) => {
-                                let mut errors = s.errors(&answer.response);
-                                errors.extend(nul_errors(&answer.response));
-                                (!errors.is_empty()).then_some(Error::InvalidAnswer { errors })
-                            }
                         },
                     };
                     match (invalid, &t.verification) {
@@ -133,21 +129,7 @@ impl Engine {
             if !need_voter {
                 break (after, result);
             }
-            let user = match self
-                .inner
-                .store
-                .user_by_name(&answer.by.to_lowercase())
-                .await?
-            {
-                Some(u) => Some(u),
-                None => {
-                    self.inner
-                        .store
-                        .user_by_email(&answer.by.to_lowercase())
-                        .await?
-                }
-            };
-            voter = Some(access::identity_of(&answer.by, user.as_ref()));
+            voter = Some(self.voter_named(&answer.by).await?);
         };
         if after.status.is_final() {
             self.inner.hub.wake(&id);
@@ -164,4 +146,23 @@ impl Engine {
             }
         }
     }
+
+    /// The voter an answer's `by` names, for a principal that is not a signed-in user: the
+    /// user with that name or e-mail, else the bare name.
+    async fn voter_named(&self, by: &str) -> Result<access::Identity> {
+        let store = &self.inner.store;
+        let user = match store.user_by_name(&by.to_lowercase()).await? {
+            Some(u) => Some(u),
+            None => store.user_by_email(&by.to_lowercase()).await?,
+        };
+        Ok(access::identity_of(by, user.as_ref()))
+    }
+}
+
+/// The answer's field errors against the task's stored response schema (and NUL bytes), as
+/// `invalid_answer`; `None` when it fits.
+fn answer_errors(t: &Task, response: &serde_json::Value) -> Result<Option<Error>> {
+    let mut errors = Schema::compile("response_schema", &t.response_schema)?.errors(response);
+    errors.extend(nul_errors(response));
+    Ok((!errors.is_empty()).then_some(Error::InvalidAnswer { errors }))
 }

@@ -110,55 +110,19 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         .as_deref()
         .map(crate::channels::callback::normalize)
         .transpose()?;
-    let deadline = match new.timeout_ms {
-        None => None,
-        Some(0) => return Err(Error::InvalidArgument("timeout must be positive".into())),
-        Some(ms) if ms > 10 * 366 * 24 * 3600 * 1000 => {
-            return Err(Error::InvalidArgument(
-                "timeout must be at most ten years".into(),
-            ));
-        }
-        Some(ms) => Some(now + ms as i64),
-    };
+    let deadline = deadline_of(new.timeout_ms, now)?;
     if let Some(v) = &new.verification {
         v.check()?;
     }
     let policy = new.policy.filter(|p| !p.is_empty());
     let mut assign_to = new.assign_to;
-    let mut timers = Vec::new();
-    if let Some(p) = &policy {
-        check_policy(p, &new.response_schema, new.verification.is_some())?;
-        if p.approvers
-            .as_ref()
-            .is_some_and(|a| a.exclude_requester && new.requested_by.is_none())
-        {
-            return Err(Error::InvalidArgument(
-                "policy: approvers.exclude_requester needs requested_by (who asks)".into(),
-            ));
+    let timers = match &policy {
+        Some(p) => {
+            check_policy(p, &new.response_schema, new.verification.is_some())?;
+            policy_plan(p, new.requested_by.is_some(), deadline, now, &mut assign_to)?
         }
-        // Approvers see the task: they are assigned to it (escalations add theirs later).
-        for a in p.approvers.iter().flat_map(|a| &a.any_of) {
-            if !assign_to.iter().any(|x| x.eq_ignore_ascii_case(a)) {
-                assign_to.push(a.clone());
-            }
-        }
-        if deadline.is_none() && matches!(p.on_timeout, crate::policy::OnTimeout::Default(_)) {
-            return Err(Error::InvalidArgument(
-                "policy: on_timeout's default answer needs a timeout (timeout_ms) to stand in for"
-                    .into(),
-            ));
-        }
-        if let Some(d) = deadline {
-            // A step due after the deadline would never fire: say so instead of storing it.
-            if let Some(t) = p.timers(now).iter().find(|t| t.due_at >= d) {
-                return Err(Error::InvalidArgument(format!(
-                    "policy: {} {} is due after the task's timeout",
-                    t.kind, t.index
-                )));
-            }
-        }
-        timers = p.timers(now);
-    }
+        None => Vec::new(),
+    };
     // The verification contract and the policy are part of what the agent asked: the same key
     // with other rules, approvers or timers is a different request (`key_reused`).
     let verification = new.verification.as_ref().map(|v| v.to_json());
@@ -207,6 +171,62 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         timers,
         callback_url,
     })
+}
+
+/// When the task times out: `now` plus the timeout, if one is asked (positive, at most ten
+/// years).
+fn deadline_of(timeout_ms: Option<u64>, now: i64) -> Result<Option<i64>> {
+    Ok(match timeout_ms {
+        None => None,
+        Some(0) => return Err(Error::InvalidArgument("timeout must be positive".into())),
+        Some(ms) if ms > 10 * 366 * 24 * 3600 * 1000 => {
+            return Err(Error::InvalidArgument(
+                "timeout must be at most ten years".into(),
+            ));
+        }
+        Some(ms) => Some(now + ms as i64),
+    })
+}
+
+/// Checks a policy against its task's deadline and requester, adds its approvers to
+/// `assign_to` and returns its timers.
+fn policy_plan(
+    p: &crate::policy::Policy,
+    has_requester: bool,
+    deadline: Option<i64>,
+    now: i64,
+    assign_to: &mut Vec<String>,
+) -> Result<Vec<crate::policy::Timer>> {
+    if p.approvers
+        .as_ref()
+        .is_some_and(|a| a.exclude_requester && !has_requester)
+    {
+        return Err(Error::InvalidArgument(
+            "policy: approvers.exclude_requester needs requested_by (who asks)".into(),
+        ));
+    }
+    // Approvers see the task: they are assigned to it (escalations add theirs later).
+    for a in p.approvers.iter().flat_map(|a| &a.any_of) {
+        if !assign_to.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+            assign_to.push(a.clone());
+        }
+    }
+    if deadline.is_none() && matches!(p.on_timeout, crate::policy::OnTimeout::Default(_)) {
+        return Err(Error::InvalidArgument(
+            "policy: on_timeout's default answer needs a timeout (timeout_ms) to stand in for"
+                .into(),
+        ));
+    }
+    if let Some(d) = deadline {
+        // A step due after the deadline would never fire: say so instead of storing it.
+        if let Some(t) = p.timers(now).iter().find(|t| t.due_at >= d) {
+            return Err(Error::InvalidArgument(format!(
+                "policy: {} {} is due after the task's timeout",
+                t.kind, t.index
+            )));
+        }
+    }
+    Ok(p.timers(now))
 }
 
 /// Checks a policy against the task it comes with.

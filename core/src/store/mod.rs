@@ -75,6 +75,58 @@ pub struct Decision {
     pub deliveries: Vec<outbox::NewDelivery>,
 }
 
+impl Decision {
+    /// The task after this decision's column changes, stamped `updated_at = now`; `None` when
+    /// it changes no column (audit rows and deliveries alone). Takes the changes out of
+    /// `self`, leaving the audit rows and deliveries for the caller to write.
+    pub(crate) fn apply(&mut self, before: &Task, now: i64) -> Option<Task> {
+        let changed = self.update.is_some()
+            || self.claim.is_some()
+            || self.verify.is_some()
+            || self.votes.is_some()
+            || self.timers.is_some()
+            || self.assign_to.is_some()
+            || self.notify.is_some();
+        if !changed {
+            return None;
+        }
+        let mut after = before.clone();
+        if let Some(v) = self.votes.take() {
+            after.votes = v;
+        }
+        if let Some(t) = self.timers.take() {
+            after.timers = t;
+        }
+        if let Some(a) = self.assign_to.take() {
+            after.assign_to = a;
+        }
+        if let Some(n) = self.notify.take() {
+            after.notify = n;
+        }
+        if let Some(v) = self.verify.take() {
+            after.attempts = v.attempts;
+            after.rejections = v.rejections;
+            after.verify_token = v.token;
+            after.verifying_until = v.until;
+        }
+        if let Some(u) = self.update.take() {
+            after.status = u.status;
+            after.response = u.response;
+            after.answered_by = u.answered_by;
+            after.answered_via = u.answered_via;
+            after.cancelled_by = u.cancelled_by;
+            after.cancel_reason = u.cancel_reason;
+            after.ended_at = u.ended_at;
+        }
+        if let Some(claim) = self.claim.take() {
+            after.claimed_at = claim.as_ref().map(|_| now);
+            after.claimed_by = claim;
+        }
+        after.updated_at = now;
+        Some(after)
+    }
+}
+
 /// A listing query, already checked by the engine.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

@@ -149,91 +149,91 @@ pub(in crate::server) async fn answer(
         )
         .await;
     state.metrics.answer(result.is_ok());
-    match result {
+    let e = match result {
         Ok(t) if t.status == crate::model::Status::Pending => {
-            see_other(&format!("/tasks/{id}?done=voted"), &[])
+            return see_other(&format!("/tasks/{id}?done=voted"), &[]);
         }
-        Ok(_) => see_other(&format!("/tasks/{id}?done=answered"), &[]),
-        Err(Error::InvalidAnswer { errors }) => {
-            render_task(
-                &state,
-                s,
-                id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                FormState {
-                    values: Some(&response),
-                    errors: &errors,
-                    posted: Some(&fields),
-                },
-                Some(Flash::Error(
-                    "The answer does not fit what was asked.".into(),
-                )),
-            )
-            .await
-        }
-        // The verification pipeline said no (or could not decide): the reason goes to the
-        // person, with the form as they filled it, and the task stays pending.
-        Err(Error::VerificationRejected {
-            reason,
-            attempt,
-            max_attempts,
-            ..
+        Ok(_) => return see_other(&format!("/tasks/{id}?done=answered"), &[]),
+        Err(e) => e,
+    };
+    match refusal(e) {
+        Ok(Refusal {
+            status,
+            keep_form,
+            errors,
+            text,
         }) => {
-            let left = max_attempts.saturating_sub(attempt);
-            let text = format!(
-                "Your answer was not accepted: {reason} ({left} attempt{} left).",
-                if left == 1 { "" } else { "s" }
-            );
-            render_task(
-                &state,
-                s,
-                id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                FormState {
-                    values: Some(&response),
-                    errors: &[],
-                    posted: Some(&fields),
-                },
-                Some(Flash::Error(text)),
-            )
-            .await
-        }
-        Err(e @ (Error::VerificationInconclusive { .. } | Error::VerificationPending { .. })) => {
-            let status = crate::server::error::status_for(e.code());
-            render_task(
-                &state,
-                s,
-                id,
-                status,
-                FormState {
-                    values: Some(&response),
-                    errors: &[],
-                    posted: Some(&fields),
-                },
-                Some(Flash::Error(e.to_string())),
-            )
-            .await
-        }
-        Err(
-            e
-            @ (Error::Conflict { .. } | Error::Forbidden(_) | Error::VerificationExhausted { .. }),
-        ) => {
-            let status = crate::server::error::status_for(e.code());
-            render_task(
-                &state,
-                s,
-                id,
-                status,
-                FormState::default(),
-                Some(Flash::Error(e.to_string())),
-            )
-            .await
+            let form = FormState {
+                values: keep_form.then_some(&response),
+                errors: &errors,
+                posted: keep_form.then_some(fields.as_slice()),
+            };
+            render_task(&state, s, id, status, form, Some(Flash::Error(text))).await
         }
         Err(e) => error_page(&e, Some(&viewer(s))),
     }
 }
 
-/// Claim, release or cancel: the core decides, the page reports.
+/// How the task page shows an answer the core refused.
+struct Refusal {
+    status: StatusCode,
+    /// Whether the form comes back as the person filled it (they can fix and resend), or
+    /// fresh (the task moved on: answered, forbidden, out of attempts).
+    keep_form: bool,
+    errors: Vec<crate::error::FieldError>,
+    text: String,
+}
+
+/// The page for a refused answer; `Err` hands back an error that gets the error page.
+fn refusal(e: Error) -> Result<Refusal, Error> {
+    let status = crate::server::error::status_for(e.code());
+    Ok(match e {
+        Error::InvalidAnswer { errors } => Refusal {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            keep_form: true,
+            errors,
+            text: "The answer does not fit what was asked.".into(),
+        },
+        // The verification pipeline said no (or could not decide): the reason goes to the
+        // person, with the form as they filled it, and the task stays pending.
+        Error::VerificationRejected {
+            reason,
+            attempt,
+            max_attempts,
+            ..
+        } => {
+            let left = max_attempts.saturating_sub(attempt);
+            Refusal {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                keep_form: true,
+                errors: Vec::new(),
+                text: format!(
+                    "Your answer was not accepted: {reason} ({left} attempt{} left).",
+                    if left == 1 { "" } else { "s" }
+                ),
+            }
+        }
+        e @ (Error::VerificationInconclusive { .. } | Error::VerificationPending { .. }) => {
+            Refusal {
+                status,
+                keep_form: true,
+                errors: Vec::new(),
+                text: e.to_string(),
+            }
+        }
+        e
+        @ (Error::Conflict { .. } | Error::Forbidden(_) | Error::VerificationExhausted { .. }) => {
+            Refusal {
+                status,
+                keep_form: false,
+                errors: Vec::new(),
+                text: e.to_string(),
+            }
+        }
+        e => return Err(e),
+    })
+}
+
 async fn act(
     state: &AppState,
     id: Result<TaskId, crate::server::ApiError>,

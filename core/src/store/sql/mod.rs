@@ -127,7 +127,12 @@ macro_rules! sql_store {
             handles_pre = $handles_pre,
             handles_post = $handles_post,
         );
-        sql_transition!(store = $Store, begin_write = $begin, lock_row = $lock,);
+        sql_transition!(
+            store = $Store,
+            db = $DB,
+            begin_write = $begin,
+            lock_row = $lock,
+        );
         sql_audit!(store = $Store, db = $DB, row = $Row,);
         sql_outbox!(
             store = $Store,
