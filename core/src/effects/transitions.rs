@@ -130,16 +130,8 @@ pub(super) fn finish(
                 updated_at: now,
                 ..e.clone()
             };
-            let audit = EffectAudit {
-                actor: e.started_by.clone(),
-                kind: kind::DONE,
-                data: json!({ "attempt": e.attempt, "result_sha256": result_digest(result) }),
-            };
-            let step = Step {
-                next: Some(next),
-                audit: vec![audit],
-            };
-            (step, Ok(()))
+            let data = json!({ "attempt": e.attempt, "result_sha256": result_digest(result) });
+            settle(e, next, kind::DONE, data)
         }
         EffectState::Done if mine => {
             let same = e
@@ -155,6 +147,21 @@ pub(super) fn finish(
         }
         _ => (Step::default(), Err(lost(e, "record a result"))),
     }
+}
+
+/// The running attempt's own end (a finish or an abort): the effect's next row and one audit
+/// row in the name of whoever started the attempt.
+fn settle(e: &Effect, next: Effect, kind: &'static str, data: Value) -> (Step, Result<()>) {
+    let audit = EffectAudit {
+        actor: e.started_by.clone(),
+        kind,
+        data,
+    };
+    let step = Step {
+        next: Some(next),
+        audit: vec![audit],
+    };
+    (step, Ok(()))
 }
 
 /// Why a token no longer holds the effect.
@@ -197,16 +204,12 @@ pub(super) fn abort(
                 updated_at: now,
                 ..e.clone()
             };
-            let audit = EffectAudit {
-                actor: e.started_by.clone(),
-                kind: kind::FAILED,
-                data: json!({ "attempt": e.attempt, "error": error }),
-            };
-            let step = Step {
-                next: Some(next),
-                audit: vec![audit],
-            };
-            (step, Ok(()))
+            settle(
+                e,
+                next,
+                kind::FAILED,
+                json!({ "attempt": e.attempt, "error": error }),
+            )
         }
         EffectState::Failed if mine => (Step::default(), Ok(())),
         _ => (Step::default(), Err(lost(e, "be released"))),

@@ -32,12 +32,7 @@ pub fn claim(task: &Task, by: &str, channel: &str, now: i64) -> (Decision, Resul
     }
     let decision = Decision {
         claim: Some(Some(by.to_string())),
-        audit: vec![NewAudit {
-            actor: Some(by.to_string()),
-            channel: Some(channel.to_string()),
-            kind: kind::CLAIMED,
-            data: json!({}),
-        }],
+        audit: vec![NewAudit::by(by, channel, kind::CLAIMED, json!({}))],
         ..Default::default()
     };
     (decision, Ok(()))
@@ -54,12 +49,12 @@ pub fn release(task: &Task, by: &str, channel: &str, now: i64) -> (Decision, Res
     };
     let decision = Decision {
         claim: Some(None),
-        audit: vec![NewAudit {
-            actor: Some(by.to_string()),
-            channel: Some(channel.to_string()),
-            kind: kind::RELEASED,
-            data: json!({ "claimed_by": holder }),
-        }],
+        audit: vec![NewAudit::by(
+            by,
+            channel,
+            kind::RELEASED,
+            json!({ "claimed_by": holder }),
+        )],
         ..Default::default()
     };
     (decision, Ok(()))

@@ -40,12 +40,12 @@ pub fn cancel(
             cancel_reason: reason.map(str::to_string),
             ended_at: Some(now),
         }),
-        audit: vec![NewAudit {
-            actor: Some(by.to_string()),
-            channel: Some(channel.to_string()),
-            kind: kind::CANCELLED,
-            data: json!({ "reason": reason }),
-        }],
+        audit: vec![NewAudit::by(
+            by,
+            channel,
+            kind::CANCELLED,
+            json!({ "reason": reason }),
+        )],
         ..Default::default()
     };
     (decision, Ok(()))

@@ -118,12 +118,7 @@ fn timeout_audit(task: &Task) -> NewAudit {
     if let Some(v) = default_answer(task) {
         data["default"] = v.clone();
     }
-    NewAudit {
-        actor: None,
-        channel: None,
-        kind: kind::TIMED_OUT,
-        data,
-    }
+    NewAudit::system(kind::TIMED_OUT, data)
 }
 
 /// A refusal row: who tried, why.
@@ -132,12 +127,7 @@ fn refusal(answer_by: &str, channel: &str, reason: &str, data: serde_json::Value
     if let (Some(obj), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
         obj.extend(extra);
     }
-    NewAudit {
-        actor: Some(answer_by.to_string()),
-        channel: Some(channel.to_string()),
-        kind: kind::ANSWER_REFUSED,
-        data: d,
-    }
+    NewAudit::by(answer_by, channel, kind::ANSWER_REFUSED, d)
 }
 
 /// A refused answer: nothing changes but an audit row (`answer_refused`, with `reason` and the
@@ -168,10 +158,10 @@ fn accept_update(a: &Answer, now: i64) -> Update {
 
 /// The audit row of an accepted answer.
 fn accepted_row(a: &Answer) -> NewAudit {
-    NewAudit {
-        actor: Some(a.by.clone()),
-        channel: Some(a.channel.clone()),
-        kind: kind::ANSWER_ACCEPTED,
-        data: json!({ "response": a.response }),
-    }
+    NewAudit::by(
+        &a.by,
+        &a.channel,
+        kind::ANSWER_ACCEPTED,
+        json!({ "response": a.response }),
+    )
 }

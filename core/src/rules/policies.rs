@@ -55,15 +55,11 @@ pub fn vote(
         response: a.response.clone(),
     });
     let (yes, no) = policy::tally(&votes);
-    let recorded = NewAudit {
-        actor: Some(a.by.clone()),
-        channel: Some(a.channel.clone()),
-        kind: kind::VOTE_RECORDED,
-        data: json!({
-            "approve": approve, "response": a.response, "approvals": yes, "rejections": no,
-            "required": approvers.required,
-        }),
-    };
+    let data = json!({
+        "approve": approve, "response": a.response, "approvals": yes, "rejections": no,
+        "required": approvers.required,
+    });
+    let recorded = NewAudit::by(&a.by, &a.channel, kind::VOTE_RECORDED, data);
     let decided = if policy::rejected(approvers, no) {
         Some("rejected")
     } else if yes >= approvers.required {
@@ -120,12 +116,10 @@ pub fn fire_timers(task: &Task, now: i64) -> (Decision, usize) {
             let event = crate::store::outbox::reminder_event(t.index);
             d.deliveries
                 .extend(crate::store::outbox::deliveries_to(task, &notify, &event));
-            d.audit.push(NewAudit {
-                actor: None,
-                channel: None,
-                kind: kind::REMINDER_SENT,
-                data: json!({ "index": t.index, "notify": notify, "late_ms": late_ms }),
-            });
+            d.audit.push(NewAudit::system(
+                kind::REMINDER_SENT,
+                json!({ "index": t.index, "notify": notify, "late_ms": late_ms }),
+            ));
             continue;
         }
         let Some(step) = task.policy.as_ref().and_then(|p| {
@@ -152,15 +146,11 @@ pub fn fire_timers(task: &Task, now: i64) -> (Decision, usize) {
                 assign_to.push(a.clone());
             }
         }
-        d.audit.push(NewAudit {
-            actor: None,
-            channel: None,
-            kind: kind::ESCALATED,
-            data: json!({
-                "index": t.index, "notify": step.notify, "add_approvers": step.add_approvers,
-                "late_ms": late_ms,
-            }),
+        let data = json!({
+            "index": t.index, "notify": step.notify, "add_approvers": step.add_approvers,
+            "late_ms": late_ms,
         });
+        d.audit.push(NewAudit::system(kind::ESCALATED, data));
     }
     if fired == 0 {
         return (d, 0);

@@ -48,12 +48,7 @@ fn verdict_row(
     if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
         d.extend(e);
     }
-    NewAudit {
-        actor: Some(by.to_string()),
-        channel: Some(channel.to_string()),
-        kind: k,
-        data,
-    }
+    NewAudit::by(by, channel, k, data)
 }
 
 fn policy_of(t: &Task) -> (u32, FailPolicy) {
@@ -99,15 +94,16 @@ pub fn submit(
     if llm {
         let (token, until) = lease;
         let spec = t.verification.as_ref().and_then(|v| v.llm.as_ref());
-        audit.push(NewAudit {
-            actor: Some(a.by.clone()),
-            channel: Some(a.channel.clone()),
-            kind: kind::VERIFICATION_STARTED,
-            data: json!({
-                "verifier": spec.map(|s| s.name()), "model": spec.map(|s| s.model.clone()),
-                "attempt": attempt, "response": a.response, "until": crate::model::format_ms(until),
-            }),
+        let data = json!({
+            "verifier": spec.map(|s| s.name()), "model": spec.map(|s| s.model.clone()),
+            "attempt": attempt, "response": a.response, "until": crate::model::format_ms(until),
         });
+        audit.push(NewAudit::by(
+            &a.by,
+            &a.channel,
+            kind::VERIFICATION_STARTED,
+            data,
+        ));
         let decision = Decision {
             verify: Some(VerifyState {
                 token: Some(token.clone()),
@@ -263,12 +259,7 @@ pub fn reject(
     };
     let mut audit = vec![row];
     if exhausted {
-        audit.push(NewAudit {
-            actor: None,
-            channel: None,
-            kind: kind::VERIFICATION_EXHAUSTED,
-            data: json!({ "attempts": attempt, "reasons": rejections.iter().map(|r| &r.reason).collect::<Vec<_>>() }),
-        });
+        audit.push(NewAudit::system(kind::VERIFICATION_EXHAUSTED, json!({ "attempts": attempt, "reasons": rejections.iter().map(|r| &r.reason).collect::<Vec<_>>() })));
     } else if reopen {
         audit.push(reopened_row(by, channel));
     }
@@ -315,12 +306,7 @@ fn reopen_update() -> Update {
 }
 
 fn reopened_row(by: &str, channel: &str) -> NewAudit {
-    NewAudit {
-        actor: Some(by.to_string()),
-        channel: Some(channel.to_string()),
-        kind: kind::ANSWER_REOPENED,
-        data: json!({}),
-    }
+    NewAudit::by(by, channel, kind::ANSWER_REOPENED, json!({}))
 }
 
 /// The agent's own (SDK) verifier judged the completed task's answer. `expected_attempts` is

@@ -282,12 +282,8 @@ async fn require_user(
 
 /// Appends a `link_refused` row to the task's chain.
 async fn refuse(state: &AppState, link: &Link, reason: &str) {
-    let row = NewAudit {
-        actor: Some(link.recipient.clone()),
-        channel: Some(CHANNEL.into()),
-        kind: kind::LINK_REFUSED,
-        data: json!({ "reason": reason, "link": link.id, "kid": link.kid }),
-    };
+    let data = json!({ "reason": reason, "link": link.id, "kid": link.kid });
+    let row = NewAudit::by(&link.recipient, CHANNEL, kind::LINK_REFUSED, data);
     let result = state
         .engine
         .store()

@@ -325,12 +325,13 @@ async fn tell(slack: &slack::Slack, channel: Option<&str>, slack_user: &str, tex
 }
 
 async fn refuse(engine: &Engine, task: Uuid, slack_user: &str, reason: &str) {
-    let row = NewAudit {
-        actor: Some(format!("slack:{slack_user}")),
-        channel: Some("slack".into()),
-        kind: kind::ANSWER_REFUSED,
-        data: json!({ "reason": reason, "slack_user": slack_user }),
-    };
+    let data = json!({ "reason": reason, "slack_user": slack_user });
+    let row = NewAudit::by(
+        &format!("slack:{slack_user}"),
+        "slack",
+        kind::ANSWER_REFUSED,
+        data,
+    );
     let r = engine
         .store()
         .transition(&task, now_ms(), |_| {

@@ -43,6 +43,34 @@ pub struct NewAudit {
     pub data: Value,
 }
 
+impl NewAudit {
+    /// A row for what a person or caller (`actor`) did through `channel`.
+    ///
+    /// ```
+    /// # use inloop_core::store::NewAudit;
+    /// let row = NewAudit::by("ann", "dashboard", "claimed", serde_json::json!({}));
+    /// assert_eq!(row.actor.as_deref(), Some("ann"));
+    /// ```
+    pub fn by(actor: &str, channel: &str, kind: &'static str, data: Value) -> NewAudit {
+        NewAudit {
+            actor: Some(actor.to_string()),
+            channel: Some(channel.to_string()),
+            kind,
+            data,
+        }
+    }
+
+    /// A row for what inloop did by itself (a timeout, a reminder): no actor, no channel.
+    pub fn system(kind: &'static str, data: Value) -> NewAudit {
+        NewAudit {
+            actor: None,
+            channel: None,
+            kind,
+            data,
+        }
+    }
+}
+
 /// The verification bookkeeping a transition sets on a task (all four fields at once).
 #[derive(Debug, Clone, Default)]
 pub struct VerifyState {
