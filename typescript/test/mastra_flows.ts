@@ -1,0 +1,55 @@
+// The Mastra workflow of the adapter tests: a human step (inloop) then a refund step whose side
+// effect is a line appended to a file, so a test can count how often it ran.
+import { appendFileSync } from "node:fs";
+import { Mastra } from "@mastra/core";
+import { createStep, createWorkflow } from "@mastra/core/workflows";
+import { LibSQLStore } from "@mastra/libsql";
+import { z } from "zod";
+import type { Client, Timeout } from "../src/index.js";
+import { humanStep } from "../src/mastra.js";
+
+export const Order = z.object({ orderId: z.string(), amount: z.number().positive() });
+export const Decision = z.object({ approved: z.boolean(), note: z.string().max(200).optional() });
+
+export interface Flow {
+  mastra: Mastra;
+  close(): Promise<void>;
+}
+
+/** The Mastra app: storage in the LibSQL file `store`, side effects appended to `effects`. */
+export function refundApp(client: Client, store: string, effects: string, timeout?: Timeout): Flow {
+  const approve = humanStep({
+    id: "approve",
+    title: (o) => `Refund ${o.amount} EUR for ${o.orderId}?`,
+    inputSchema: Order,
+    resumeSchema: Decision,
+    client,
+    ...(timeout !== undefined ? { timeout } : {}),
+  });
+  const refund = createStep({
+    id: "refund",
+    inputSchema: Decision,
+    outputSchema: z.object({ refunded: z.boolean(), note: z.string().nullable() }),
+    execute: async ({ inputData, getInitData }) => {
+      const order = getInitData<z.infer<typeof Order>>();
+      if (inputData.approved) appendFileSync(effects, `refund ${order.orderId} ${order.amount} pid=${process.pid}\n`);
+      return { refunded: inputData.approved, note: inputData.note ?? null };
+    },
+  });
+  const workflow = createWorkflow({
+    id: "refund-flow",
+    inputSchema: Order,
+    outputSchema: z.object({ refunded: z.boolean(), note: z.string().nullable() }),
+  })
+    .then(approve)
+    .then(refund)
+    .commit();
+  const storage = new LibSQLStore({ id: "inloop-test", url: `file:${store}` });
+  const mastra = new Mastra({ workflows: { refund: workflow }, storage, logger: false });
+  return {
+    mastra,
+    async close() {
+      await client.close();
+    },
+  };
+}
