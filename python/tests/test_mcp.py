@@ -251,14 +251,21 @@ def rust_inloop() -> str:
     return str(Path(target, triple, "debug", "inloop"))
 
 
-async def test_the_rust_binary_runs_the_python_server(
-    database_url: str, namespace: str, client: Client
+@pytest.mark.parametrize("binary", ["rust", "console-script"])
+async def test_the_rust_cli_runs_the_python_server(
+    database_url: str, namespace: str, client: Client, binary: str
 ) -> None:
-    """`inloop --database-url URL --namespace NS mcp` from the Rust binary: the SDK's client
-    lists the tools over stdio and ask_human creates its task in that database and namespace."""
+    """`inloop --database-url URL --namespace NS mcp` through the Rust CLI (the binary, or the
+    console script, which hands anything but a leading `mcp` to it): the SDK's client lists the
+    tools over stdio and ask_human creates its task in that database and namespace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INLOOP_")}
-    env["INLOOP_PYTHON"] = sys.executable
-    command = [rust_inloop(), "--database-url", database_url, "--namespace", namespace, "mcp"]
+    if binary == "rust":
+        env["INLOOP_PYTHON"] = sys.executable
+        program = rust_inloop()
+    else:
+        assert INLOOP, "the inloop console script is not installed next to this Python"
+        program = INLOOP
+    command = [program, "--database-url", database_url, "--namespace", namespace, "mcp"]
     async with session(command, env) as s:
         tools = await s.list_tools()
         assert [t.name for t in tools.tools] == ["ask_human"]
