@@ -2,6 +2,8 @@
 // to a real MCP server (the SDK's McpServer in another process) whose tools elicit: the
 // person's accept / decline, a cancelled task, and a server that gives up on its request.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Client as McpClient } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -11,11 +13,14 @@ import { REQUESTED_BY, elicitationHandler } from "../src/mcp.js";
 import { scenario, sleep } from "./helpers.js";
 
 const SERVER = fileURLToPath(new URL("./mcp_elicit_server.js", import.meta.url));
+/** The Python SDK's counterpart (python/tests/mcp_elicit_server.py), for the cross-SDK case. */
+const PY_SERVER = fileURLToPath(new URL("../../../python/tests/mcp_elicit_server.py", import.meta.url));
+const PYTHON = process.env["INLOOP_PYTHON"] || "python3";
 
-async function connect(inloop: Client): Promise<McpClient> {
+async function connect(inloop: Client, command: string = process.execPath, args: string[] = [SERVER]): Promise<McpClient> {
   const mcp = new McpClient({ name: "inloop-test", version: "1.0.0" }, { capabilities: { elicitation: {} } });
   mcp.setRequestHandler(ElicitRequestSchema, elicitationHandler({ client: inloop, timeout: "10m" }));
-  await mcp.connect(new StdioClientTransport({ command: process.execPath, args: [SERVER], stderr: "ignore" }));
+  await mcp.connect(new StdioClientTransport({ command, args, stderr: "ignore" }));
   return mcp;
 }
 
@@ -86,3 +91,21 @@ scenario("mcp elicitation bridge: the server gives up, the task is cancelled", a
     await mcp.close();
   }
 });
+
+if (spawnSync(PYTHON, ["-c", "import mcp.server.mcpserver"]).status === 0) {
+  scenario("mcp elicitation bridge: accept, against the Python SDK's server", async (env) => {
+    const inloop = env.client();
+    const mcp = await connect(inloop, PYTHON, [PY_SERVER]);
+    try {
+      const call = mcp.callTool({ name: "ship", arguments: {} });
+      const task = await onePending(inloop);
+      assert.equal(task.title, "Where should we ship order A-1?");
+      await inloop.answer(task.id, { action: "accept", content: { address: "1 Main St", express: true } }, { by: "alice" });
+      assert.equal(text(await call), "accept 1 Main St express=True");
+    } finally {
+      await mcp.close();
+    }
+  });
+} else {
+  test("mcp elicitation bridge: accept, against the Python SDK's server", { skip: `${PYTHON} has no mcp package` }, () => undefined);
+}
