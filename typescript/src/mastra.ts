@@ -25,10 +25,10 @@
  */
 
 import { createStep, type Step } from "@mastra/core/workflows";
-import { Client, defaultClient, type Timeout } from "./client.js";
-import { Cancelled, InvalidArgument, TimedOut } from "./errors.js";
+import { Client, defaultClient, type TaskRequest, type Timeout } from "./client.js";
+import { Cancelled, InvalidArgument, TimedOut, VerificationExhausted } from "./errors.js";
 import { acquire, release } from "./lease.js";
-import { parseAnswer, type Infer, type Schema } from "./schema.js";
+import { parseAnswer, type Infer, type InferInput, type Schema } from "./schema.js";
 import type { Task } from "./types.js";
 
 /** Key prefix of the tasks behind Mastra steps. */
@@ -75,8 +75,12 @@ export function parseTaskKey(key: string): StepRef | null {
 /** A Zod (4 or 3) schema, which Mastra and inloop both take. */
 type ZodLike = Schema & ({ readonly _zod: unknown } | { readonly _def: unknown });
 
+/** The task options {@link humanStep} passes to the core unchanged (see `TaskRequest`). */
+const TASK_OPTIONS = ["timeout", "notify", "assignTo", "verification", "approvers", "reminders", "escalate", "callbackUrl", "onTimeout"] as const;
+
 /** Options of {@link humanStep}. */
-export interface HumanStepConfig<TId extends string, I extends ZodLike, R extends ZodLike, S extends ZodLike, O extends ZodLike> {
+export interface HumanStepConfig<TId extends string, I extends ZodLike, R extends ZodLike, S extends ZodLike, O extends ZodLike>
+  extends Pick<TaskRequest<R>, Exclude<(typeof TASK_OPTIONS)[number], "onTimeout">> {
   /** The step's id (part of the task key: keep it stable). */
   id: TId;
   description?: string;
@@ -94,9 +98,9 @@ export interface HumanStepConfig<TId extends string, I extends ZodLike, R extend
   outputSchema?: O;
   /** The step's output from the answer (default: the answer itself). */
   output?: (answer: Infer<R>, input: Infer<I>) => Infer<O> | Promise<Infer<O>>;
-  timeout?: Timeout;
-  notify?: readonly string[];
-  assignTo?: readonly string[];
+  /** `"raise"` (default: the run is cancelled) or `{ default: answer }`, which the core records
+   * as the answer when the timeout passes (and the run resumes with it). */
+  onTimeout?: "raise" | { default: InferInput<R> };
   /** Namespace of the tasks (when `client` is not given). */
   namespace?: string;
   /** The inloop client (default: the process-wide one, see `defaultClient`). */
@@ -139,6 +143,7 @@ export function humanStep<TId extends string, I extends ZodLike, R extends ZodLi
   if (config.output === undefined && config.outputSchema !== undefined) {
     throw new InvalidArgument("humanStep: an outputSchema other than the resumeSchema needs an output function");
   }
+  const taskOptions = Object.fromEntries(TASK_OPTIONS.filter((k) => config[k] !== undefined).map((k) => [k, config[k]]));
   const execute = async (ctx: StepContext): Promise<unknown> => {
     const input = ctx.inputData as Infer<I>;
     const client = config.client ?? defaultClient(config.namespace);
@@ -152,9 +157,7 @@ export function humanStep<TId extends string, I extends ZodLike, R extends ZodLi
       payloadSchema: config.suspendSchema ?? config.inputSchema,
       key,
       requestedBy: `mastra:${ctx.workflowId}`,
-      ...(config.timeout !== undefined ? { timeout: config.timeout } : {}),
-      ...(config.notify !== undefined ? { notify: config.notify } : {}),
-      ...(config.assignTo !== undefined ? { assignTo: config.assignTo } : {}),
+      ...taskOptions,
     });
     if (task.status === "pending") return await ctx.suspend(payload);
     if (task.status === "completed") {
@@ -180,6 +183,11 @@ export function humanStep<TId extends string, I extends ZodLike, R extends ZodLi
 function unanswered(task: Task): Error {
   if (task.status === "timed_out") {
     return new TimedOut(`nobody answered task ${task.id} before its deadline`, { details: { task_id: task.id } });
+  }
+  if (task.status === "verification_exhausted") {
+    return new VerificationExhausted(`every answer to task ${task.id} was rejected by its verification`, {
+      details: { task_id: task.id },
+    });
   }
   const reason = task.cancelReason ? `: ${task.cancelReason}` : "";
   return new Cancelled(`task ${task.id} ended as ${task.status}${reason}`, {
@@ -218,7 +226,8 @@ export interface ResumerOptions {
 export interface ResumePass {
   /** Runs resumed with an answer: the run's status after the resume (`success`, `suspended` ...). */
   resumed: Record<string, string>;
-  /** Runs cancelled because their task timed out or was cancelled: the task's status. */
+  /** Runs cancelled because their task ended without an answer (timed out, cancelled,
+   * verification exhausted): the task's status. */
   cancelled: Record<string, string>;
   /** Runs whose resume threw: the error (its lease expires and it is retried after `leaseTtl`). */
   failed: Record<string, string>;
@@ -263,7 +272,7 @@ export class Resumer {
    */
   async runOnce(): Promise<ResumePass> {
     const pass: ResumePass = { resumed: {}, cancelled: {}, failed: {} };
-    for (const status of ["completed", "timed_out", "cancelled"] as const) {
+    for (const status of ["completed", "timed_out", "cancelled", "verification_exhausted"] as const) {
       let cursor: string | undefined;
       do {
         const page = await this.#client.list({ status, keyPrefix: KEY_PREFIX, limit: 500, ...(cursor ? { cursor } : {}) });

@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Client, InvalidAnswer, type Task } from "../src/index.js";
+import { Client, InvalidAnswer, VerificationRejected, type Task } from "../src/index.js";
 import { Resumer, parseTaskKey, runWorkflow, taskKey } from "../src/mastra.js";
 import { scenario, taskByKey, type Env } from "./helpers.js";
-import { refundApp } from "./mastra_flows.js";
+import { cappedApp, refundApp } from "./mastra_flows.js";
 
 const CHILD = fileURLToPath(new URL("./mastra_child.js", import.meta.url));
 const KEY = taskKey({ workflowId: "refund-flow", runId: "run-1", stepId: "approve" });
@@ -174,4 +174,18 @@ test("mastra: humanStep refuses a config it cannot honour", async () => {
     () => humanStep({ id: "s", title: "t", inputSchema: I, resumeSchema: I, outputSchema: z.object({ b: z.number() }) }),
     /output function/,
   );
+});
+
+mastraScenario("the core's verification rule sends a bad answer back before the run sees it", async (env, dirs) => {
+  const client = env.client();
+  const app = cappedApp(client, dirs.store);
+  const run = await app.mastra.getWorkflowById("capped").createRun({ runId: "run-1" });
+  assert.equal((await run.start({ inputData: { orderId: "A-7", amount: 42 } })).status, "suspended");
+  const task = await taskByKey(client, taskKey({ workflowId: "capped", runId: "run-1", stepId: "approve" }));
+  await assert.rejects(client.answer(task.id, { approved: true, amount: 600 }, { by: "erin" }), VerificationRejected);
+  assert.deepEqual((await new Resumer(app.mastra, { client }).runOnce()).resumed, {});
+  await client.answer(task.id, { approved: true, amount: 40 }, { by: "erin" });
+  assert.deepEqual((await new Resumer(app.mastra, { client }).runOnce()).resumed, { "run-1": "success" });
+  const state = await app.mastra.getWorkflowById("capped").getWorkflowRunById("run-1");
+  assert.deepEqual(state?.result, { approved: true, amount: 40 });
 });

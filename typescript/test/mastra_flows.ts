@@ -5,7 +5,7 @@ import { Mastra } from "@mastra/core";
 import { createStep, createWorkflow } from "@mastra/core/workflows";
 import { LibSQLStore } from "@mastra/libsql";
 import { z } from "zod";
-import type { Client, Timeout } from "../src/index.js";
+import { verifiers, type Client, type Timeout } from "../src/index.js";
 import { humanStep } from "../src/mastra.js";
 
 export const Order = z.object({ orderId: z.string(), amount: z.number().positive() });
@@ -52,4 +52,25 @@ export function refundApp(client: Client, store: string, effects: string, timeou
       await client.close();
     },
   };
+}
+
+export const Partial = z.object({ approved: z.boolean(), amount: z.number() });
+
+/** A one-step app whose human step is verified by a core rule: the refund is at most the order. */
+export function cappedApp(client: Client, store: string): Flow {
+  const approve = humanStep({
+    id: "approve",
+    title: "How much do we refund?",
+    inputSchema: Order,
+    resumeSchema: Partial,
+    client,
+    verification: verifiers.rules(
+      [{ name: "cap", check: { "<=": [{ var: "/answer/amount" }, { var: "/payload/amount" }] }, message: "at most the order amount" }],
+      { maxAttempts: 2 },
+    ),
+  });
+  const workflow = createWorkflow({ id: "capped", inputSchema: Order, outputSchema: Partial }).then(approve).commit();
+  const storage = new LibSQLStore({ id: "inloop-test-capped", url: `file:${store}` });
+  const mastra = new Mastra({ workflows: { capped: workflow }, storage, logger: false });
+  return { mastra, close: () => client.close() };
 }
