@@ -136,7 +136,15 @@ export function humanStep<TId extends string, I extends ZodLike, R extends ZodLi
   config: HumanStepConfig<TId, I, R, S, O>,
 ): Step<TId, unknown, Infer<I>, Infer<O>, Infer<R>, Infer<S>> {
   if (typeof config?.id !== "string" || config.id === "") throw new InvalidArgument("humanStep needs an id");
-  if (config.resumeSchema === undefined) throw new InvalidArgument("humanStep needs a resumeSchema (the answer's schema)");
+  for (const name of ["inputSchema", "resumeSchema", "suspendSchema", "outputSchema"] as const) {
+    const schema: unknown = config[name];
+    if (schema === undefined && (name === "inputSchema" || name === "resumeSchema")) {
+      throw new InvalidArgument(`humanStep needs ${name === "inputSchema" ? "an" : "a"} ${name}${name === "resumeSchema" ? " (the answer's schema)" : ""}`);
+    }
+    if (schema !== undefined && (typeof schema !== "object" || schema === null || !("_zod" in schema || "_def" in schema))) {
+      throw new InvalidArgument(`humanStep: ${name} must be a Zod schema`);
+    }
+  }
   if (config.payload !== undefined && config.suspendSchema === undefined) {
     throw new InvalidArgument("humanStep: a payload function needs its suspendSchema (the payload is checked against it)");
   }

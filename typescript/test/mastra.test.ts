@@ -169,6 +169,9 @@ test("mastra: humanStep refuses a config it cannot honour", async () => {
   const { humanStep } = await import("../src/mastra.js");
   const I = z.object({ a: z.string() });
   assert.throws(() => humanStep({ id: "", title: "t", inputSchema: I, resumeSchema: I }), { name: "InvalidArgument" });
+  const notZod = { type: "object" } as unknown as typeof I;
+  assert.throws(() => humanStep({ id: "s", title: "t", inputSchema: I, resumeSchema: notZod }), /resumeSchema must be a Zod schema/);
+  assert.throws(() => humanStep({ id: "s", title: "t", inputSchema: I, resumeSchema: undefined as unknown as typeof I }), /needs a resumeSchema/);
   assert.throws(() => humanStep({ id: "s", title: "t", inputSchema: I, resumeSchema: I, payload: (i) => i }), /suspendSchema/);
   assert.throws(
     () => humanStep({ id: "s", title: "t", inputSchema: I, resumeSchema: I, outputSchema: z.object({ b: z.number() }) }),
