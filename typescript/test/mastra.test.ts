@@ -192,3 +192,19 @@ mastraScenario("the core's verification rule sends a bad answer back before the 
   const state = await app.mastra.getWorkflowById("capped").getWorkflowRunById("run-1");
   assert.deepEqual(state?.result, { approved: true, amount: 40 });
 });
+
+mastraScenario("a step run again after its task was answered returns the answer without suspending", async (env, dirs) => {
+  // The first execution created the task, but its suspension never reached Mastra's storage
+  // (a second store stands for the lost one): the re-executed step finds the answered task.
+  const client = env.client();
+  const first = refundApp(client, dirs.store, dirs.effects);
+  await (await first.mastra.getWorkflowById("refund-flow").createRun({ runId: "run-1" })).start({ inputData: { orderId: "A-7", amount: 42 } });
+  await client.answer((await pendingTask(client)).id, { approved: true, note: "early" }, { by: "fay" });
+  const again = refundApp(client, `${dirs.store}.fresh`, dirs.effects);
+  const run = await again.mastra.getWorkflowById("refund-flow").createRun({ runId: "run-1" });
+  const out = await run.start({ inputData: { orderId: "A-7", amount: 42 } });
+  assert.equal(out.status, "success");
+  assert.deepEqual((out as { result?: unknown }).result, { refunded: true, note: "early" });
+  assert.equal(effects(dirs).length, 1);
+  assert.equal((await client.list({ keyPrefix: "mastra:" })).items.length, 1);
+});
