@@ -116,13 +116,16 @@ interface StepContext {
 }
 
 /**
- * A Mastra step answered by a person. On its first execution it creates the inloop task
- * (key: {@link taskKey}; title; payload = the suspend payload; response schema = the
- * `resumeSchema`; timeout, notify, assignTo) and suspends the run with that payload. When the
- * run is resumed, the answer comes from the inloop task (validated by the core and parsed by
- * the Zod schema), not from whoever called `resume`: a resume while the task is still pending
- * suspends again. A task that timed out or was cancelled throws `TimedOut` / `Cancelled` in
- * the step (the {@link Resumer} cancels such runs instead of resuming them).
+ * A Mastra step answered by a person (schemas are Zod, as `createStep` takes them). On its
+ * first execution it creates the inloop task (key: {@link taskKey}; title; payload = the
+ * suspend payload; response schema = the `resumeSchema`; the task options as given) and
+ * suspends the run with that payload. `title` and `payload` must be deterministic: a
+ * re-executed step makes the same request, and the same key with a different request is
+ * `KeyReused`. When the run is resumed, the answer comes from the inloop task (validated by
+ * the core and parsed by the Zod schema), not from whoever called `resume`: a resume while the
+ * task is still pending suspends again. A task that ended without an answer throws
+ * `TimedOut` / `Cancelled` / `VerificationExhausted` in the step (the {@link Resumer} cancels
+ * such runs instead of resuming them).
  *
  * @example
  * ```ts
