@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { Client, InvalidAnswer, VerificationRejected, type Task } from "../src/index.js";
 import { Resumer, parseTaskKey, runWorkflow, taskKey } from "../src/mastra.js";
 import { scenario, taskByKey, type Env } from "./helpers.js";
-import { cappedApp, refundApp } from "./mastra_flows.js";
+import { cappedApp, parallelApp, refundApp } from "./mastra_flows.js";
 
 const CHILD = fileURLToPath(new URL("./mastra_child.js", import.meta.url));
 const KEY = taskKey({ workflowId: "refund-flow", runId: "run-1", stepId: "approve" });
@@ -207,4 +207,21 @@ mastraScenario("a step run again after its task was answered returns the answer 
   assert.deepEqual((out as { result?: unknown }).result, { refunded: true, note: "early" });
   assert.equal(effects(dirs).length, 1);
   assert.equal((await client.list({ keyPrefix: "mastra:" })).items.length, 1);
+});
+
+mastraScenario("two human steps in parallel: each answer resumes its own step, the refund runs once", async (env, dirs) => {
+  const client = env.client();
+  const app = parallelApp(client, dirs.store, dirs.effects);
+  const wf = app.mastra.getWorkflowById("two-sign-offs");
+  assert.equal((await (await wf.createRun({ runId: "run-1" })).start({ inputData: { orderId: "A-7", amount: 42 } })).status, "suspended");
+  const key = (stepId: string): string => taskKey({ workflowId: "two-sign-offs", runId: "run-1", stepId });
+  const legal = await taskByKey(client, key("legal"));
+  const finance = await taskByKey(client, key("finance"));
+  await client.answer(legal.id, { approved: true }, { by: "lena" });
+  assert.deepEqual((await new Resumer(app.mastra, { client }).runOnce()).resumed, { "run-1": "suspended" });
+  assert.equal(effects(dirs).length, 0);
+  await client.answer(finance.id, { approved: true, note: "ok" }, { by: "finn" });
+  assert.deepEqual((await new Resumer(app.mastra, { client }).runOnce()).resumed, { "run-1": "success" });
+  assert.equal(effects(dirs).length, 1);
+  assert.deepEqual((await wf.getWorkflowRunById("run-1"))?.result, { refunded: true });
 });

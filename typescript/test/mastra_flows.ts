@@ -74,3 +74,26 @@ export function cappedApp(client: Client, store: string): Flow {
   const mastra = new Mastra({ workflows: { capped: workflow }, storage, logger: false });
   return { mastra, close: () => client.close() };
 }
+
+/** Two human steps in parallel (legal and finance sign off), then a step that needs both. */
+export function parallelApp(client: Client, store: string, effects: string): Flow {
+  const legal = humanStep({ id: "legal", title: "Legal: refund?", inputSchema: Order, resumeSchema: Decision, client });
+  const finance = humanStep({ id: "finance", title: "Finance: refund?", inputSchema: Order, resumeSchema: Decision, client });
+  const both = createStep({
+    id: "both",
+    inputSchema: z.object({ legal: Decision, finance: Decision }),
+    outputSchema: z.object({ refunded: z.boolean() }),
+    execute: async ({ inputData, getInitData }) => {
+      const refunded = inputData.legal.approved && inputData.finance.approved;
+      if (refunded) appendFileSync(effects, `refund ${getInitData<z.infer<typeof Order>>().orderId}\n`);
+      return { refunded };
+    },
+  });
+  const workflow = createWorkflow({ id: "two-sign-offs", inputSchema: Order, outputSchema: z.object({ refunded: z.boolean() }) })
+    .parallel([legal, finance])
+    .then(both)
+    .commit();
+  const storage = new LibSQLStore({ id: "inloop-test-parallel", url: `file:${store}` });
+  const mastra = new Mastra({ workflows: { twoSignOffs: workflow }, storage, logger: false });
+  return { mastra, close: () => client.close() };
+}
