@@ -17,9 +17,14 @@ const SERVER = fileURLToPath(new URL("./mcp_elicit_server.js", import.meta.url))
 const PY_SERVER = fileURLToPath(new URL("../../../python/tests/mcp_elicit_server.py", import.meta.url));
 const PYTHON = process.env["INLOOP_PYTHON"] || "python3";
 
-async function connect(inloop: Client, command: string = process.execPath, args: string[] = [SERVER]): Promise<McpClient> {
+async function connect(
+  inloop: Client,
+  command: string = process.execPath,
+  args: string[] = [SERVER],
+  key?: () => string,
+): Promise<McpClient> {
   const mcp = new McpClient({ name: "inloop-test", version: "1.0.0" }, { capabilities: { elicitation: {} } });
-  mcp.setRequestHandler(ElicitRequestSchema, elicitationHandler({ client: inloop, timeout: "10m" }));
+  mcp.setRequestHandler(ElicitRequestSchema, elicitationHandler({ client: inloop, timeout: "10m", ...(key ? { key } : {}) }));
   await mcp.connect(new StdioClientTransport({ command, args, stderr: "ignore" }));
   return mcp;
 }
@@ -89,6 +94,28 @@ scenario("mcp elicitation bridge: the server gives up, the task is cancelled", a
     assert.equal(ended.cancelledBy, REQUESTED_BY);
   } finally {
     await mcp.close();
+  }
+});
+
+scenario("mcp elicitation bridge: a key makes a repeated elicitation return the first answer", async (env) => {
+  const inloop = env.client();
+  const first = await connect(inloop, process.execPath, [SERVER], () => "ship-A-1");
+  try {
+    const call = first.callTool({ name: "ship", arguments: {} });
+    const task = await onePending(inloop);
+    assert.equal(task.key, "ship-A-1");
+    await inloop.answer(task.id, { action: "accept", content: { address: "2 Side St", express: false } }, { by: "alice" });
+    assert.equal(text(await call), "accept 2 Side St express=false");
+  } finally {
+    await first.close();
+  }
+  // A new session (a restarted agent) asks again: the same task answers, nobody is asked twice.
+  const again = await connect(inloop, process.execPath, [SERVER], () => "ship-A-1");
+  try {
+    assert.equal(text(await again.callTool({ name: "ship", arguments: {} })), "accept 2 Side St express=false");
+    assert.equal((await inloop.list({})).items.length, 1);
+  } finally {
+    await again.close();
   }
 });
 
