@@ -125,7 +125,7 @@ interface StepContext {
  * the core and parsed by the Zod schema), not from whoever called `resume`: a resume while the
  * task is still pending suspends again. A task that ended without an answer throws
  * `TimedOut` / `Cancelled` / `VerificationExhausted` in the step (the {@link Resumer} cancels
- * such runs instead of resuming them).
+ * such runs instead of resuming them); an `onTimeout` default the core recorded is an answer.
  *
  * @example
  * ```ts
@@ -171,7 +171,8 @@ export function humanStep<TId extends string, I extends ZodLike, R extends ZodLi
       ...taskOptions,
     });
     if (task.status === "pending") return await ctx.suspend(payload);
-    if (task.status === "completed") {
+    if (task.status === "completed" || task.defaulted) {
+      // A policy's onTimeout default is recorded by the core as the answer (`defaulted`).
       const answer = parseAnswer(config.resumeSchema, task.response);
       return config.output ? await config.output(answer, input) : answer;
     }
@@ -337,7 +338,7 @@ export class Resumer {
     const lease = await acquire(this.#client, task.id, this.#ns, this.#ttl, "Resume the Mastra run waiting on this task");
     if (lease === null) return;
     const run = await workflow.createRun({ runId: ref.runId });
-    if (task.status === "completed") {
+    if (task.status === "completed" || task.defaulted) {
       const result = await run.resume({ step: ref.stepId, resumeData: task.response });
       pass.resumed[ref.runId] = result.status;
     } else {

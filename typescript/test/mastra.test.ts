@@ -225,3 +225,17 @@ mastraScenario("two human steps in parallel: each answer resumes its own step, t
   assert.equal(effects(dirs).length, 1);
   assert.deepEqual((await wf.getWorkflowRunById("run-1"))?.result, { refunded: true });
 });
+
+mastraScenario("onTimeout's default is recorded by the core and resumes the run with it", async (env, dirs) => {
+  const client = env.client();
+  const app = refundApp(client, dirs.store, dirs.effects, "300ms", { default: { approved: false, note: "nobody answered" } });
+  const run = await app.mastra.getWorkflowById("refund-flow").createRun({ runId: "run-1" });
+  assert.equal((await run.start({ inputData: { orderId: "A-7", amount: 42 } })).status, "suspended");
+  const task = await client.wait((await pendingTask(client)).id);
+  assert.equal(task.status, "timed_out");
+  assert.equal(task.defaulted, true);
+  assert.deepEqual((await new Resumer(app.mastra, { client }).runOnce()).resumed, { "run-1": "success" });
+  const state = await app.mastra.getWorkflowById("refund-flow").getWorkflowRunById("run-1");
+  assert.deepEqual(state?.result, { refunded: false, note: "nobody answered" });
+  assert.equal(effects(dirs).length, 0);
+});

@@ -17,7 +17,13 @@ export interface Flow {
 }
 
 /** The Mastra app: storage in the LibSQL file `store`, side effects appended to `effects`. */
-export function refundApp(client: Client, store: string, effects: string, timeout?: Timeout): Flow {
+export function refundApp(
+  client: Client,
+  store: string,
+  effects: string,
+  timeout?: Timeout,
+  onTimeout?: { default: z.input<typeof Decision> },
+): Flow {
   const approve = humanStep({
     id: "approve",
     title: (o) => `Refund ${o.amount} EUR for ${o.orderId}?`,
@@ -25,6 +31,7 @@ export function refundApp(client: Client, store: string, effects: string, timeou
     resumeSchema: Decision,
     client,
     ...(timeout !== undefined ? { timeout } : {}),
+    ...(onTimeout !== undefined ? { onTimeout } : {}),
   });
   const refund = createStep({
     id: "refund",
