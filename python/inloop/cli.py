@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import _native
@@ -14,6 +15,8 @@ def main() -> None:
         from .mcp import main as mcp_main
 
         sys.exit(mcp_main(sys.argv[2:]))
+    # `inloop --database-url URL mcp` reaches the Rust CLI, which runs this same Python.
+    os.environ.setdefault("INLOOP_PYTHON", sys.executable)
     sys.stdout.flush()
     sys.exit(_native.cli_main(["inloop", *sys.argv[1:]]))
 

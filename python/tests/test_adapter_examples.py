@@ -15,18 +15,19 @@ import pytest
 from claude_env import cli_env
 from test_cli_and_example import ROOT, clean_env, inloop
 
-TS_EXAMPLE = ROOT / "typescript" / "dist" / "examples" / "langgraph_refund.js"
+TS_EXAMPLES = ROOT / "typescript" / "dist" / "examples"
 
 
 def command(name: str) -> list[str]:
     if name.endswith(".py"):
         return [sys.executable, str(ROOT / "examples" / name)]
     node = shutil.which("node")
-    if not (node and TS_EXAMPLE.exists()):
+    compiled = TS_EXAMPLES / name.replace(".ts", ".js")
+    if not (node and compiled.exists()):
         if os.environ.get("INLOOP_REQUIRE_TS") == "1":
-            raise AssertionError(f"INLOOP_REQUIRE_TS=1 but node or {TS_EXAMPLE} is missing")
+            raise AssertionError(f"INLOOP_REQUIRE_TS=1 but node or {compiled} is missing")
         pytest.skip("the TypeScript package is not built")
-    return [node, str(TS_EXAMPLE)]
+    return [node, str(compiled)]
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,7 @@ def command(name: str) -> list[str]:
     [
         ("langgraph_refund.py", {"approved": True, "note": "fine"}, "agent: refunded (fine)"),
         ("langgraph_refund.ts", {"approved": False}, "agent: refused (no note)"),
+        ("mastra_refund.ts", {"approved": True, "note": "fine"}, "agent: refunded (fine)"),
         (
             "pydantic_ai_refund.py",
             {"decision": "edit", "args": {"order_id": "A-1", "amount": 250}},

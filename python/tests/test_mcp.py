@@ -236,3 +236,42 @@ async def test_streamable_http(tmp_path: Path, namespace: str) -> None:
         server.terminate()
         server.wait(10)
         await client.close()
+
+
+def rust_inloop() -> str:
+    """The Rust `inloop` binary: `$INLOOP_BIN`, else built (a no-op once `cargo test` ran)."""
+    if os.environ.get("INLOOP_BIN"):
+        return os.environ["INLOOP_BIN"]
+    root = HERE.parent.parent
+    target = os.environ.get("CARGO_TARGET_DIR", str(root / "target"))
+    triple = os.environ.get("CARGO_BUILD_TARGET", "")
+    subprocess.run(
+        ["cargo", "build", "-q", "-p", "inloop-core", "--bin", "inloop"], cwd=root, check=True
+    )
+    return str(Path(target, triple, "debug", "inloop"))
+
+
+@pytest.mark.parametrize("binary", ["rust", "console-script"])
+async def test_the_rust_cli_runs_the_python_server(
+    database_url: str, namespace: str, client: Client, binary: str
+) -> None:
+    """`inloop --database-url URL --namespace NS mcp` through the Rust CLI (the binary, or the
+    console script, which hands anything but a leading `mcp` to it): the SDK's client lists the
+    tools over stdio and ask_human creates its task in that database and namespace."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INLOOP_")}
+    if binary == "rust":
+        env["INLOOP_PYTHON"] = sys.executable
+        program = rust_inloop()
+    else:
+        assert INLOOP, "the inloop console script is not installed next to this Python"
+        program = INLOOP
+    command = [program, "--database-url", database_url, "--namespace", namespace, "mcp"]
+    async with session(command, env) as s:
+        tools = await s.list_tools()
+        assert [t.name for t in tools.tools] == ["ask_human"]
+        call = asyncio.ensure_future(s.call_tool("ask_human", {"title": "Go?", "key": "rust-1"}))
+        await client.answer(await pending(client, "rust-1"), True, by="dana")
+        result = await asyncio.wait_for(call, 30)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    assert result.structured_content["answer"] is True

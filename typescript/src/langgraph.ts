@@ -20,10 +20,10 @@
  * @module
  */
 
-import { hostname } from "node:os";
 import { Command, INTERRUPT, getConfig, interrupt, isGraphInterrupt, type Interrupt } from "@langchain/langgraph";
 import { Client, defaultClient, type Timeout } from "./client.js";
-import { Cancelled, Conflict, InvalidArgument, TimedOut } from "./errors.js";
+import { Cancelled, InvalidArgument, TimedOut } from "./errors.js";
+import { acquire, release } from "./lease.js";
 import { parseAnswer, toJsonSchema, type Infer, type Schema } from "./schema.js";
 import type { Task } from "./types.js";
 
@@ -424,25 +424,6 @@ function taskIdOf(it: Interrupt): string | null {
   return typeof v?.inloop?.task_id === "string" ? v.inloop.task_id : null;
 }
 
-const holder = `resumer:${hostname()}:${process.pid}`;
-
-async function acquire(client: Client, taskId: string, ns: string, ttl: Timeout): Promise<Task | null> {
-  for (let attempt = 0; attempt < 1000; attempt++) {
-    const lease = await client.create({
-      title: "Resume the LangGraph thread waiting on this task",
-      payload: { task_id: taskId, attempt },
-      responseSchema: { type: "object" },
-      key: `inloop-resume:${taskId}:${attempt}`,
-      timeout: ttl,
-      namespace: ns,
-    });
-    if (lease.created) return lease;
-    if (lease.status === "completed") return null;
-    if (lease.status === "pending" && (lease.deadline === null || lease.deadline.getTime() > Date.now())) return null;
-  }
-  throw new Error(`gave up leasing the resume of task ${taskId}`);
-}
-
 async function resumeEnded(
   graph: GraphLike,
   client: Client,
@@ -453,19 +434,13 @@ async function resumeEnded(
 ): Promise<{ out: GraphResult | null; taskIds: string[] }> {
   const held: Array<[Ref, Task, Task]> = [];
   for (const [ref, task] of ended) {
-    const lease = await acquire(client, task.id, ns, ttl);
+    const lease = await acquire(client, task.id, ns, ttl, "Resume the LangGraph thread waiting on this task");
     if (lease !== null) held.push([ref, task, lease]);
   }
   if (held.length === 0) return { out: null, taskIds: [] };
   const resume = Object.fromEntries(held.map(([ref, task]) => [ref.it.id as string, resumeFor(ref, task)]));
   const out = split(await graph.invoke(new Command({ resume }), config));
-  for (const [, , lease] of held) {
-    try {
-      await client.answer(lease.id, { resumed: true }, { by: holder, channel: "langgraph" });
-    } catch (e) {
-      if (!(e instanceof Conflict)) throw e;
-    }
-  }
+  for (const [, , lease] of held) await release(client, lease, "langgraph");
   return { out, taskIds: held.map(([, t]) => t.id) };
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::tasks::TasksCommand;
-use super::{channels::ChannelsCommand, keys::ApikeyCommand, people, serve::ServeArgs};
+use super::{
+    channels::ChannelsCommand, keys::ApikeyCommand, mcp::McpArgs, people, serve::ServeArgs,
+};
 use crate::model::Status;
 
 /// Durable human-in-the-loop tasks: list, inspect, answer and cancel them from the shell.
@@ -71,6 +73,9 @@ pub(super) enum Command {
     /// Check the notification channels (webhooks, e-mail, Slack) and make webhook secrets
     #[command(subcommand)]
     Channels(ChannelsCommand),
+    /// Run the MCP server with the ask_human tool (stdio or streamable HTTP); it is part of
+    /// the Python package: pip install 'inloop[mcp]'
+    Mcp(McpArgs),
 }
 
 #[derive(Debug, Args)]

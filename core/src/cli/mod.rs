@@ -24,6 +24,7 @@
 //! inloop user groups NAME [GROUP ...]
 //! inloop namespace set NS --unassigned reviewers|admins
 //! inloop namespace list [--json]
+//! inloop mcp [--transport stdio|http] [--listen HOST:PORT] [--db URL] [--namespace NS]
 //! ```
 //!
 //! Errors go to stderr as `error [<code>]: <message>`, where the code is the engine's stable
@@ -41,6 +42,7 @@ mod channels;
 mod failure;
 mod input;
 mod keys;
+mod mcp;
 mod output;
 mod people;
 mod schema_summary;
@@ -191,6 +193,13 @@ fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
         None => Default::default(),
     };
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    if let Command::Mcp(m) = &cli.command {
+        // The Python server resolves the defaults itself; pass on only what was given.
+        let database_url = nonempty(cli.database_url.clone()).or(file.database_url);
+        let namespace = nonempty(cli.namespace.clone()).or(file.namespace);
+        let inloop_python = std::env::var_os("INLOOP_PYTHON");
+        return mcp::run(mcp::launch(m, inloop_python, database_url, namespace));
+    }
     // An empty INLOOP_NAMESPACE means the default, as an empty INLOOP_DATABASE_URL does.
     let namespace = nonempty(cli.namespace)
         .or_else(|| nonempty(file.namespace.clone()))
@@ -242,6 +251,7 @@ fn plan(
         Command::User(u) => Ok(Plan::People(people::plan_user(u, io)?)),
         Command::Namespace(n) => Ok(Plan::People(people::plan_namespace(n))),
         Command::Channels(_) => unreachable!("`inloop channels` is run before planning"),
+        Command::Mcp(_) => unreachable!("`inloop mcp` is run before planning"),
     }
 }
 

@@ -1147,3 +1147,111 @@ fn apikey_create_list_revoke() {
 
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- inloop mcp ---------------------------------------------------------------------------
+
+fn mcp_launch(list: &[&str], inloop_python: Option<&str>) -> mcp::Launch {
+    let cli = Cli::try_parse_from(args(list)).expect("parses");
+    let Command::Mcp(m) = &cli.command else {
+        panic!("not the mcp command: {:?}", cli.command)
+    };
+    mcp::launch(
+        m,
+        inloop_python.map(Into::into),
+        cli.database_url.clone(),
+        cli.namespace.clone(),
+    )
+}
+
+#[test]
+fn mcp_passes_its_arguments_to_the_python_server_unchanged() {
+    let l = mcp_launch(
+        &[
+            "mcp",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:7999",
+            "--help",
+        ],
+        None,
+    );
+    assert_eq!(l.python, "python3");
+    assert_eq!(l.args[0], "-c");
+    assert!(
+        l.args[1].contains("from inloop.mcp import main"),
+        "{}",
+        l.args[1]
+    );
+    assert!(
+        l.args[2].contains("pip install 'inloop[mcp]'"),
+        "{}",
+        l.args[2]
+    );
+    assert_eq!(
+        &l.args[3..],
+        [
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:7999",
+            "--help"
+        ]
+    );
+    assert!(l.env.is_empty(), "{:?}", l.env);
+}
+
+#[test]
+fn mcp_uses_inloop_python_and_passes_the_global_options_as_variables() {
+    let l = mcp_launch(
+        &[
+            "--database-url",
+            "sqlite:x.db",
+            "--namespace",
+            "ops",
+            "mcp",
+            "--db",
+            "sqlite:y.db",
+        ],
+        Some("/opt/py/bin/python"),
+    );
+    assert_eq!(l.python, "/opt/py/bin/python");
+    assert_eq!(&l.args[3..], ["--db", "sqlite:y.db"]);
+    assert_eq!(
+        l.env,
+        [
+            ("INLOOP_DATABASE_URL", "sqlite:x.db".to_string()),
+            ("INLOOP_NAMESPACE", "ops".to_string())
+        ]
+    );
+    // An empty INLOOP_PYTHON means unset.
+    assert_eq!(mcp_launch(&["mcp"], Some("")).python, "python3");
+}
+
+#[test]
+fn mcp_without_python_fails_with_the_install_hint() {
+    let l = mcp::Launch {
+        python: "/nonexistent/inloop-test/python3".into(),
+        args: vec![],
+        env: vec![],
+    };
+    let failure = mcp::run(l).expect_err("no such interpreter");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input: &[u8] = b"";
+    let mut io = Io {
+        stdin: &mut input,
+        out: &mut out,
+        err: &mut err,
+        stdin_is_terminal: false,
+        out_color: false,
+        err_color: false,
+    };
+    assert_eq!(report(failure, &mut io), 1);
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.starts_with("error [mcp_unavailable]: "), "{err}");
+    assert!(err.contains("/nonexistent/inloop-test/python3"), "{err}");
+    assert!(
+        err.contains("hint: install Python 3.10 or newer and `pip install 'inloop[mcp]'`"),
+        "{err}"
+    );
+}
