@@ -39,6 +39,8 @@ export type ErrorCode =
   | "internal"
   | "aborted"
   | "forbidden"
+  // the framework adapters (inloop/openai-agents): a call's arguments differ from the approved ones
+  | "arguments_changed"
   // remote mode (an inloop server), without a subclass: an `InloopError` with this code
   | "invalid_json"
   | "unauthorized"
