@@ -3,7 +3,7 @@ steps, no LLM), on SQLite and PostgreSQL: an approval answered through inloop, a
 a reason, two stops in one run, a run SIGKILLed while waiting and continued by a new process
 from the serialized Context (each side effect happens once, counted in a file; a third process
 is refused), ``ctx.wait_for_event`` with the plain event pair, the core's verification sending
-an answer back, a timeout, and bad input."""
+an answer back, an SDK verifier doing the same, a timeout, and bad input."""
 
 from __future__ import annotations
 
@@ -263,6 +263,32 @@ async def test_core_verification_sends_an_answer_back(client: Client) -> None:
     await client.answer(task.id, {"decision": "reject", "reason": "fraud"}, by="gil")
     result = await asyncio.wait_for(job, 30)
     assert result == {"order_id": "A-6", "refunded": False, "reason": "fraud"}
+
+
+async def test_sdk_verifier_rejects_then_accepts(client: Client) -> None:
+    def big_needs_reason(payload: dict[str, Any], answer: dict[str, Any]) -> verifiers.Verdict:
+        if payload["request"]["amount"] > 400 and not answer.get("reason"):
+            return verifiers.rejected("refunds over 400 need a reason")
+        return verifiers.passed()
+
+    job = asyncio.ensure_future(
+        run(RefundFlow(timeout=30), run_id="r-sv", response=RESPONSES, client=client,
+            start={"order_id": "A-4", "amount": 500.0}, verifier=big_needs_reason)
+    )  # fmt: skip
+    [task] = await pending_tasks(client)
+    await client.answer(task.id, {"decision": "approve"}, by="hal")
+    deadline = time.monotonic() + 20
+    while not (await client.get(task.id)).rejections:  # the verifier sent it back
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    again = await client.get(task.id)
+    assert again.status is Status.PENDING
+    assert again.rejections[0]["verifier"] == "sdk:big_needs_reason"
+    assert not job.done() and kinds() == ["prepared"]
+    await client.answer(task.id, {"decision": "approve", "reason": "VIP"}, by="hal")
+    result = await asyncio.wait_for(job, 30)
+    assert result == {"order_id": "A-4", "refunded": True, "reason": "VIP"}
+    assert kinds() == ["prepared", "refunded"]
 
 
 async def test_a_timeout_ends_the_run_without_an_answer(client: Client) -> None:
