@@ -160,6 +160,29 @@ async def test_unanswered_question_and_review_are_never_invented(client: Client)
     assert [t.status for t in review.unreviewed] == [Status.TIMED_OUT]
 
 
+async def test_the_example_answered_from_another_process(tmp_path: Path) -> None:
+    """examples/crewai_refund.py as a user runs it, on the default database under its working
+    directory; a second process answers the question and the review."""
+    env = {**os.environ, "INLOOP_DATABASE_URL": f"sqlite://{tmp_path / 'inloop.db'}"}
+    example = HERE.parent.parent / "examples" / "crewai_refund.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(example)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    person = Client(env["INLOOP_DATABASE_URL"])
+    try:
+        ask = await wait_task(person, "crewai:refund-order-A-1:ask:")
+        await person.answer(ask.id, {"answer": "yes"}, by="alice")
+        review = await wait_task(person, "crewai:refund-order-A-1:review:")
+        await person.answer(review.id, {"decision": "approve"}, by="alice")
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        proc.kill()
+        await person.close()
+    assert proc.returncode == 0, err
+    assert "agent: Refunded 500.0 EUR on order A-1" in out, out + err
+
+
 async def test_bad_input(client: Client) -> None:
     with pytest.raises(InvalidArgument, match="run_id"):
         HumanTool(run_id="", client=client)
