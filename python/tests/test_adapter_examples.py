@@ -51,6 +51,7 @@ def command(name: str) -> list[str]:
             {"behavior": "allow", "updated_input": {"order_id": "A-1", "amount": 250}},
             "agent: Done: refunded 250 EUR on order A-1",
         ),
+        ("llamaindex_refund.py", {"decision": "approve"}, "agent: refunded 500.0 EUR on order A-1"),
     ],
 )
 def test_adapter_example_is_answered_with_the_cli(

@@ -2,9 +2,9 @@
 API key bound to one namespace (started as in test_remote.py), on SQLite and PostgreSQL.
 
 The key sees and writes its own namespace only, so the side records (LangGraph resume leases,
-Pydantic AI run records) are put there with `lease_namespace=` / `record_namespace=`, and
-`PendingRun.load` finds its record by key (`Client.get_by_key`), not by a listing across
-namespaces."""
+Pydantic AI and LlamaIndex run records) are put there with `lease_namespace=` /
+`record_namespace=`, and `PendingRun.load` finds its record by key (`Client.get_by_key`), not
+by a listing across namespaces."""
 
 from __future__ import annotations
 
@@ -105,3 +105,31 @@ async def test_pydantic_ai_pending_run_loads_by_key_through_the_server(
     assert EXECUTED == [{"order_id": "A-1", "amount": 500.0}]
     again = await PendingRun.load("run-remote", client=remote, record_namespace=namespace)
     assert await again.resume(make_agent()) is None
+
+
+async def test_llamaindex_run_stops_and_resumes_through_the_server(
+    remote: Client, namespace: str
+) -> None:
+    from li_flows import EFFECTS, RESPONSES, RefundFlow
+
+    from inloop import llamaindex
+
+    EFFECTS.clear()
+    job = asyncio.ensure_future(
+        llamaindex.run(RefundFlow(timeout=30), run_id="li-remote", response=RESPONSES,
+                       client=remote, start={"order_id": "A-1", "amount": 20.0},
+                       record_namespace=namespace)
+    )  # fmt: skip
+    for _ in range(600):
+        tasks = await remote.list(key_prefix="llamaindex:", status="pending")
+        if tasks:
+            break
+        await asyncio.sleep(0.05)
+    [task] = tasks
+    loaded = await llamaindex.PendingRun.load(
+        "li-remote", client=remote, record_namespace=namespace
+    )
+    assert loaded.task_ids == [task.id] and loaded.context["is_running"] is True
+    await remote.answer(task.id, {"decision": "approve"}, by="alice")
+    assert await asyncio.wait_for(job, 30) == {"order_id": "A-1", "refunded": True, "reason": None}
+    assert [e["effect"] for e in EFFECTS] == ["prepared", "refunded"]
