@@ -43,6 +43,9 @@ say "Python tests (SQLite and PostgreSQL, and cross-language with TypeScript)"
 export INLOOP_REQUIRE_TS=1
 (cd python && python -m pytest -q)
 
+say "Chaos (tests/chaos: SIGKILLs, a PostgreSQL stop, racing replicas, load; fast variant)"
+python tests/chaos/chaos.py
+
 say "REST API fuzzing (schemathesis from the OpenAPI document, SQLite and PostgreSQL)"
 scripts/fuzz.sh
 

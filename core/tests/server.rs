@@ -1358,6 +1358,85 @@ async fn claim_and_release_through_the_api(db: Db) {
     srv.shutdown().await;
 }
 
+/// A loopback TCP proxy to `upstream` that can be cut: every open connection dropped and the
+/// port closed, as when the database host goes away.
+struct CutProxy {
+    addr: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CutProxy {
+    async fn start(upstream: String) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        CutProxy { addr, tasks }
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Found by the chaos suite (tests/chaos, PostgreSQL stopped under a server): while the
+/// database was away, `/readyz` took the pool's whole acquire timeout (10 s) to say 503,
+/// longer than any probe waits. It must say 503 within its own bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_says_503_promptly_while_the_database_is_away() {
+    common::run_postgres("readyz_says_503_promptly", |db: Db| async move {
+        let mut url = reqwest::Url::parse(&db.url).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let proxy = CutProxy::start(upstream).await;
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(proxy.addr.port())).unwrap();
+        let engine = Db {
+            url: url.to_string(),
+            backend: db.backend,
+        }
+        .open()
+        .await;
+        let srv = serve_on(engine, create_keys(&db.open().await).await).await;
+        let resp = srv.req(Method::GET, "/readyz", None).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        proxy.cut();
+        // The first probe may meet a pooled connection that just broke (fast); the later
+        // ones wait for a new connection, which never comes.
+        for probe in 0..3 {
+            let t = Instant::now();
+            let resp = srv.req(Method::GET, "/readyz", None).send().await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(
+                resp.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "probe {probe}"
+            );
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "database", "{body}");
+            assert!(
+                took < Duration::from_secs(4),
+                "probe {probe}: /readyz took {took:?}"
+            );
+        }
+        srv.shutdown().await;
+    })
+    .await;
+}
+
 conformance!(
     claim_and_release_through_the_api,
     metrics_after_traffic,

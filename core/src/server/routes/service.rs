@@ -69,7 +69,12 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: `200` when the database answers, else `503`.
+/// How long `/readyz` waits for the database. A probe must answer promptly: while the
+/// database is down, a connection attempt waits for the pool's acquire timeout (10 s), longer
+/// than load balancers and Kubernetes (1 s by default) wait for a probe.
+pub(crate) const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: `200` when the database answers within [`READY_TIMEOUT`], else `503`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -82,9 +87,14 @@ pub(crate) async fn healthz() -> &'static str {
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     // A lookup of an id that cannot exist: NotFound means the database answered.
-    match state.engine.get(Uuid::nil()).await {
-        Ok(_) | Err(Error::NotFound(_)) => Ok("ready"),
-        Err(e) => Err(e.into()),
+    match tokio::time::timeout(READY_TIMEOUT, state.engine.get(Uuid::nil())).await {
+        Ok(Ok(_) | Err(Error::NotFound(_))) => Ok("ready"),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Error::Database(format!(
+            "the database did not answer within {} s",
+            READY_TIMEOUT.as_secs()
+        ))
+        .into()),
     }
 }
 
