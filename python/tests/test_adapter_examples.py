@@ -15,18 +15,19 @@ import pytest
 from claude_env import cli_env
 from test_cli_and_example import ROOT, clean_env, inloop
 
-TS_EXAMPLE = ROOT / "typescript" / "dist" / "examples" / "langgraph_refund.js"
+TS_EXAMPLES = ROOT / "typescript" / "dist" / "examples"
 
 
 def command(name: str) -> list[str]:
     if name.endswith(".py"):
         return [sys.executable, str(ROOT / "examples" / name)]
     node = shutil.which("node")
-    if not (node and TS_EXAMPLE.exists()):
+    built = TS_EXAMPLES / (name.removesuffix(".ts") + ".js")
+    if not (node and built.exists()):
         if os.environ.get("INLOOP_REQUIRE_TS") == "1":
-            raise AssertionError(f"INLOOP_REQUIRE_TS=1 but node or {TS_EXAMPLE} is missing")
+            raise AssertionError(f"INLOOP_REQUIRE_TS=1 but node or {built} is missing")
         pytest.skip("the TypeScript package is not built")
-    return [node, str(TS_EXAMPLE)]
+    return [node, str(built)]
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,16 @@ def command(name: str) -> list[str]:
         ),
         (
             "claude_agent_refund.py",
+            {"behavior": "allow", "updated_input": {"order_id": "A-1", "amount": 250}},
+            "agent: Done: refunded 250 EUR on order A-1",
+        ),
+        (
+            "openai_agents_refund.ts",
+            {"decision": "reject", "reason": "not eligible"},
+            "agent: Done: not eligible",
+        ),
+        (
+            "claude_agent_refund.ts",
             {"behavior": "allow", "updated_input": {"order_id": "A-1", "amount": 250}},
             "agent: Done: refunded 250 EUR on order A-1",
         ),
