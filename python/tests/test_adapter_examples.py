@@ -52,6 +52,16 @@ def command(name: str) -> list[str]:
             "agent: Done: refunded 250 EUR on order A-1",
         ),
         ("llamaindex_refund.py", {"decision": "approve"}, "agent: refunded 500.0 EUR on order A-1"),
+        (
+            "openai_agents_refund.ts",
+            {"decision": "reject", "reason": "not eligible"},
+            "agent: Done: not eligible",
+        ),
+        (
+            "claude_agent_refund.ts",
+            {"behavior": "allow", "updated_input": {"order_id": "A-1", "amount": 250}},
+            "agent: Done: refunded 250 EUR on order A-1",
+        ),
     ],
 )
 def test_adapter_example_is_answered_with_the_cli(
