@@ -277,10 +277,42 @@ pub async fn setup_open(engine: &Engine) -> Result<bool> {
     engine.store().setup_open().await
 }
 
-/// Creates the first admin through the setup link: once, and only while no user exists
-/// (several replicas may show a link; the first use wins, the others get `conflict`).
+/// Creates the first admin: once, and only while no user exists (several callers may race;
+/// the first wins, the others get `forbidden`). The dashboard's setup link goes through
+/// [`complete_setup_with_token`] instead.
 pub async fn complete_setup(
     engine: &Engine,
+    name: &str,
+    email: Option<&str>,
+    password: &str,
+) -> Result<User> {
+    setup_with(engine, None, name, email, password).await
+}
+
+/// [`complete_setup`] through the setup link: `token` must be the outstanding setup token
+/// (whichever replica minted it), and is consumed in the same transaction, so a link works
+/// once across all replicas. `forbidden` when setup is done or the token is not the one.
+///
+/// ```no_run
+/// # async fn f(engine: &inloop_core::Engine, token: &str) -> inloop_core::Result<()> {
+/// let admin = inloop_core::users::complete_setup_with_token(
+///     engine, token, "root", None, "correct horse battery").await?;
+/// assert_eq!(admin.role, inloop_core::users::Role::Admin);
+/// # Ok(()) }
+/// ```
+pub async fn complete_setup_with_token(
+    engine: &Engine,
+    token: &str,
+    name: &str,
+    email: Option<&str>,
+    password: &str,
+) -> Result<User> {
+    setup_with(engine, Some(token), name, email, password).await
+}
+
+async fn setup_with(
+    engine: &Engine,
+    token: Option<&str>,
     name: &str,
     email: Option<&str>,
     password: &str,
@@ -288,13 +320,81 @@ pub async fn complete_setup(
     let user = new_user(name, email, Role::Admin)?;
     check_password(password)?;
     let hash = hash_password(password).await?;
-    if engine.store().complete_setup(&user, &hash).await? {
+    let token_hash = token.map(sha256_hex);
+    if engine
+        .store()
+        .complete_setup(&user, &hash, token_hash.as_deref())
+        .await?
+    {
         Ok(user)
+    } else if token.is_some() && engine.store().setup_open().await? {
+        Err(Error::Forbidden(
+            "this setup link is not valid (any more)".into(),
+        ))
     } else {
         Err(Error::Forbidden(
             "setup is already done: sign in, or ask an admin for an account".into(),
         ))
     }
+}
+
+/// How long a replica's claim on the setup token lasts without renewal (it renews every
+/// third of that while it runs).
+pub const SETUP_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes `token` the one outstanding setup token, held by `holder` for `lease`, if setup is
+/// open and no other replica's claim is running; renews the claim when `token` already is
+/// the outstanding one. `true` when `token` is the outstanding one now (its link works on
+/// every replica); `false` when setup is done or another replica holds a live token.
+///
+/// ```no_run
+/// # async fn f(engine: &inloop_core::Engine) -> inloop_core::Result<()> {
+/// use inloop_core::users;
+/// let token = users::random_token();
+/// if users::claim_setup_token(engine, &token, "replica-1", users::SETUP_LEASE).await? {
+///     println!("/setup?token={token}");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn claim_setup_token(
+    engine: &Engine,
+    token: &str,
+    holder: &str,
+    lease: std::time::Duration,
+) -> Result<bool> {
+    let now = now_ms();
+    let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    engine
+        .store()
+        .claim_setup_token(&sha256_hex(token), holder, now, until)
+        .await
+}
+
+/// Withdraws `token` if it is the outstanding setup token (its replica stops): the next
+/// replica to start, or a running one at its next renewal, mints a new one.
+pub async fn release_setup_token(engine: &Engine, token: &str) -> Result<()> {
+    engine.store().release_setup_token(&sha256_hex(token)).await
+}
+
+/// Whether `token` is the outstanding setup token while setup is open (constant-time).
+pub async fn setup_token_valid(engine: &Engine, token: &str) -> Result<bool> {
+    if token.is_empty() || !setup_open(engine).await? {
+        return Ok(false);
+    }
+    Ok(engine
+        .store()
+        .setup_token()
+        .await?
+        .is_some_and(|(hash, ..)| same_secret(&hash, &sha256_hex(token))))
+}
+
+/// Who holds the outstanding setup token, since when (ms), and until when its claim runs.
+pub async fn setup_token_holder(engine: &Engine) -> Result<Option<(String, i64, i64)>> {
+    Ok(engine
+        .store()
+        .setup_token()
+        .await?
+        .map(|(_, holder, since, until)| (holder, since, until)))
 }
 
 /// Every user, by name.

@@ -174,9 +174,6 @@ pub fn sign_request(signing_secret: &str, timestamp: i64, body: &[u8]) -> String
 pub struct Slack {
     settings: SlackSettings,
     http: reqwest::Client,
-    /// Signatures seen in the last ten minutes (a replayed request is acknowledged, not acted
-    /// on). Per process: the signature window (5 min) bounds what a replay can reach.
-    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Slack {
@@ -216,20 +213,7 @@ impl Slack {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Config(format!("slack: cannot build the HTTP client: {e}")))?;
-        Ok(Slack {
-            settings,
-            http,
-            seen: Default::default(),
-        })
-    }
-
-    /// Whether this signature is new (and remembers it); `false` for a replay. Entries older
-    /// than ten minutes are dropped: past the five-minute window a replay fails the timestamp
-    /// check anyway.
-    pub fn first_sight(&self, signature: &str, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, at| now - *at < 600);
-        seen.insert(signature.to_string(), now).is_none()
+        Ok(Slack { settings, http })
     }
 
     /// The signing secret the interactivity endpoint verifies with.

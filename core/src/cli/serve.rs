@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::{Failure, Io, fail};
 use crate::engine::Engine;
+use crate::server::SetupStart;
 use crate::store::redact_url;
 
 #[derive(Debug, Args)]
@@ -90,18 +91,27 @@ pub(super) async fn perform(
         .map(|u| u.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("http://{addr}"));
     let token = crate::users::random_token();
-    let setup = crate::server::setup_link(engine, &public_url, &token).await?;
+    let holder = crate::server::replica_name(&addr.to_string());
+    let setup = crate::server::claim_setup(engine, &public_url, &token, &holder).await?;
     writeln!(
         io.out,
         "inloop serve: listening on http://{addr} (database {})",
         redact_url(url)
     )?;
     writeln!(io.out, "dashboard: {public_url}/")?;
-    if let Some(link) = &setup {
-        writeln!(
+    match &setup {
+        SetupStart::Link(link) => writeln!(
             io.out,
             "first run: open this link to create the admin account (works once):\n\n    {link}\n"
-        )?;
+        )?,
+        SetupStart::HeldElsewhere { holder, since, .. } => writeln!(
+            io.out,
+            "first run: the setup link was printed by another replica ({holder}, at {}); it works \
+             here too. If that replica has stopped, this one logs a new link within {} s.",
+            crate::model::format_ms(*since),
+            crate::users::SETUP_LEASE.as_secs() * 4 / 3
+        )?,
+        SetupStart::Closed => {}
     }
     io.out.flush()?;
     let configured = channels.describe();
@@ -111,7 +121,10 @@ pub(super) async fn perform(
     }
     let opts = crate::server::ServerOptions {
         public_url: Some(public_url),
-        setup_token: setup.map(|_| token),
+        // Offered even when another replica holds the link: this one takes over if that
+        // one stops before setup is done.
+        setup_token: (setup != SetupStart::Closed).then_some(token),
+        setup_lease: None,
         throttle: None,
         channels: Some(channels),
         trusted_proxies,

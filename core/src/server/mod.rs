@@ -47,9 +47,7 @@ pub struct AppState {
     shutdown: watch::Receiver<bool>,
     /// Keeps the channel open when nobody else owns the sender ([`router`]).
     _sender: Option<Arc<watch::Sender<bool>>>,
-    /// This process's first-run setup token, while setup is open.
-    setup: Arc<session::SetupToken>,
-    /// Failed sign-ins, per name and per address.
+    /// Failed sign-ins, per name and per address (counted in the database).
     throttle: Arc<session::LoginThrottle>,
     /// Mark cookies `Secure` (the public URL is https).
     secure_cookies: bool,
@@ -67,8 +65,14 @@ pub struct ServerOptions {
     /// The URL people use to reach the dashboard (links, the setup link); https makes the
     /// session cookie `Secure`.
     pub public_url: Option<String>,
-    /// A fixed first-run setup token instead of a random one (tests).
+    /// The first-run setup token this replica offers while setup is open ([`serve`] claims
+    /// it in the database: it becomes the one outstanding token unless another replica's
+    /// claim is running, and then takes over when that claim lapses). `None`: this replica
+    /// mints none (it still accepts the outstanding one, whoever minted it).
     pub setup_token: Option<String>,
+    /// How long a claim on the setup token lasts without renewal (default
+    /// [`crate::users::SETUP_LEASE`]; renewed every third of it).
+    pub setup_lease: Option<std::time::Duration>,
     /// Sign-in throttling (default: 5 failures per name, 20 per address, in 15 minutes).
     pub throttle: Option<(std::time::Duration, usize, usize)>,
     /// The notification channels: [`serve`] runs an outbox dispatcher for them. With them,
@@ -327,10 +331,6 @@ fn state(
     shutdown: watch::Receiver<bool>,
     sender: Option<Arc<watch::Sender<bool>>>,
 ) -> AppState {
-    let setup = Arc::new(session::SetupToken::default());
-    if let Some(t) = &opts.setup_token {
-        setup.set(t);
-    }
     // With channels, this server knows which callback URLs it delivers to: its API refuses
     // the others at creation (none at all when callbacks are not configured).
     let engine = match &opts.channels {
@@ -356,7 +356,6 @@ fn state(
         metrics: Arc::default(),
         shutdown,
         _sender: sender,
-        setup,
         throttle: Arc::new(throttle),
         secure_cookies,
         public_origin: opts
@@ -379,22 +378,143 @@ pub fn router_with(engine: Engine, opts: &ServerOptions) -> Router {
     build(state(engine, opts, rx, Some(Arc::new(tx))))
 }
 
-/// A running server's first-run setup link, if setup is open (no user yet): printed by
-/// `inloop serve` for the first admin.
-pub async fn setup_link(
+/// What a replica can say about first-run setup when it starts ([`claim_setup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupStart {
+    /// A user exists: setup is done, there is no link.
+    Closed,
+    /// This replica's token is the outstanding one: print this link (it works once, on any
+    /// replica).
+    Link(String),
+    /// Another replica holds the outstanding token (its link, printed when it started, works
+    /// here too); this replica takes over, with a new link in its log, if that claim lapses
+    /// (`until`, ms) without renewal.
+    HeldElsewhere {
+        holder: String,
+        since: i64,
+        until: i64,
+    },
+}
+
+/// Claims `token` as the cluster's one outstanding setup token for this replica (`holder`)
+/// while setup is open, and says what to print: the link, or who holds it. `inloop serve`
+/// calls it before [`serve`], which keeps the claim alive.
+///
+/// ```no_run
+/// # async fn f(engine: &inloop_core::Engine) -> inloop_core::Result<()> {
+/// use inloop_core::server::{SetupStart, claim_setup};
+/// let token = inloop_core::users::random_token();
+/// let holder = inloop_core::server::replica_name("127.0.0.1:7070");
+/// if let SetupStart::Link(link) = claim_setup(engine, "http://127.0.0.1:7070", &token, &holder).await? {
+///     println!("first run: {link}");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn claim_setup(
     engine: &Engine,
     public_url: &str,
     token: &str,
-) -> crate::Result<Option<String>> {
-    Ok(crate::users::setup_open(engine)
-        .await?
-        .then(|| format!("{}/setup?token={token}", public_url.trim_end_matches('/'))))
+    holder: &str,
+) -> crate::Result<SetupStart> {
+    if !crate::users::setup_open(engine).await? {
+        return Ok(SetupStart::Closed);
+    }
+    if crate::users::claim_setup_token(engine, token, holder, crate::users::SETUP_LEASE).await? {
+        return Ok(SetupStart::Link(setup_url(public_url, token)));
+    }
+    Ok(match crate::users::setup_token_holder(engine).await? {
+        Some((holder, since, until)) => SetupStart::HeldElsewhere {
+            holder,
+            since,
+            until,
+        },
+        // Setup closed (or the holder released) between the two reads.
+        None if crate::users::setup_open(engine).await? => SetupStart::HeldElsewhere {
+            holder: "another replica".into(),
+            since: crate::model::now_ms(),
+            until: crate::model::now_ms(),
+        },
+        None => SetupStart::Closed,
+    })
+}
+
+fn setup_url(public_url: &str, token: &str) -> String {
+    format!("{}/setup?token={token}", public_url.trim_end_matches('/'))
+}
+
+/// How a replica names itself as the holder of the setup token: its process id and the
+/// address it listens on.
+pub fn replica_name(addr: &str) -> String {
+    format!("pid {} on {addr}", std::process::id())
+}
+
+/// Keeps this replica's claim on the setup token alive while setup is open, and takes over
+/// (logging the new link) when another replica's claim lapses.
+async fn keep_setup_token(
+    engine: Engine,
+    token: String,
+    holder: String,
+    lease: std::time::Duration,
+    public_url: Option<String>,
+    mut holding: Option<bool>,
+) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match crate::users::setup_open(&engine).await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "inloop: cannot read the setup state"),
+        }
+        match crate::users::claim_setup_token(&engine, &token, &holder, lease).await {
+            Ok(now_holding) => {
+                // Taken over after start (`inloop serve` printed the first claim's link).
+                if now_holding && holding != Some(true) {
+                    let link = setup_url(public_url.as_deref().unwrap_or(""), &token);
+                    tracing::warn!(
+                        link = %link,
+                        "inloop: first run: the replica holding the setup link stopped; this \
+                         one holds it now: open the link to create the admin account (works once)"
+                    );
+                }
+                if !now_holding && holding == Some(true) {
+                    tracing::info!("inloop: the setup link is no longer this replica's");
+                }
+                holding = Some(now_holding);
+            }
+            Err(e) => tracing::warn!(error = %e, "inloop: cannot renew the setup token"),
+        }
+    }
+}
+
+/// Deletes the shared state that has expired at `now` (ms): Slack replay entries past their
+/// ten minutes, sign-in failures past their window. Returns how many rows went. [`serve`]
+/// runs it every minute.
+///
+/// ```no_run
+/// # async fn f(engine: &inloop_core::Engine) -> inloop_core::Result<()> {
+/// let gone = inloop_core::server::purge_expired_state(engine, inloop_core::model::now_ms()).await?;
+/// println!("{gone} expired rows deleted");
+/// # Ok(()) }
+/// ```
+pub async fn purge_expired_state(engine: &Engine, now: i64) -> crate::Result<u64> {
+    engine.store().purge_cluster_state(now).await
+}
+
+async fn purge_cluster_state(engine: Engine) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = purge_expired_state(&engine, crate::model::now_ms()).await {
+            tracing::warn!(error = %e, "inloop: cannot purge expired replay and sign-in rows");
+        }
+    }
 }
 
 /// Serves the API and the dashboard on `listener` until `shutdown` completes. Starts the
-/// engine's background work (waker, deadline sweeper) and an hourly purge of expired
-/// sessions. While setup is open, `opts.setup_token` is the token the setup link carries
-/// ([`setup_link`] builds the link to print). When `shutdown` completes, new
+/// engine's background work (waker, deadline sweeper), an hourly purge of expired
+/// sessions and a per-minute purge of expired replay and sign-in rows. While setup is open,
+/// `opts.setup_token` is claimed as the cluster's setup token and kept alive ([`claim_setup`]
+/// says what to print); it is withdrawn when the server stops. When `shutdown` completes, new
 /// connections are refused, open long polls return `503 unavailable` at once (clients retry),
 /// live-update streams end, and the call returns when the requests in flight have finished.
 pub async fn serve(
@@ -422,8 +542,39 @@ pub async fn serve(
         crate::channels::spawn_dispatcher(engine.clone(), Arc::clone(ch), worker)
     });
     let _stop_dispatcher = AbortOnDrop(dispatcher);
+    let _stop_purge = AbortOnDrop(Some(tokio::spawn(purge_cluster_state(engine.clone()))));
+    let holder = replica_name(
+        &listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+    );
+    let lease = opts.setup_lease.unwrap_or(crate::users::SETUP_LEASE);
+    let keeper = match opts.setup_token.clone() {
+        Some(token) => {
+            // Claimed before the first connection: the link works as soon as `serve` runs.
+            let holding =
+                match crate::users::claim_setup_token(&engine, &token, &holder, lease).await {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inloop: cannot claim the setup token");
+                        None
+                    }
+                };
+            Some(tokio::spawn(keep_setup_token(
+                engine.clone(),
+                token,
+                holder,
+                lease,
+                opts.public_url.clone(),
+                holding,
+            )))
+        }
+        None => None,
+    };
+    let _stop_keeper = AbortOnDrop(keeper);
     let (tx, rx) = watch::channel(false);
-    let app = build(state(engine, &opts, rx, None));
+    let app = build(state(engine.clone(), &opts, rx, None));
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -434,6 +585,12 @@ pub async fn serve(
     })
     .await;
     purger.abort();
+    drop(_stop_keeper);
+    if let Some(token) = &opts.setup_token
+        && let Err(e) = crate::users::release_setup_token(&engine, token).await
+    {
+        tracing::warn!(error = %e, "inloop: cannot withdraw the setup token");
+    }
     result
 }
 

@@ -1,5 +1,5 @@
-//! The dashboard's sign-in state: session cookies, CSRF tokens, login throttling and the
-//! first-run setup token.
+//! The dashboard's sign-in state: session cookies, CSRF tokens and login throttling (kept in
+//! the database, shared by replicas).
 //!
 //! A session is an opaque random token in an `HttpOnly`, `SameSite=Lax` cookie (plus `Secure`
 //! when the public URL is https); only its SHA-256 is stored. Every state-changing form
@@ -7,13 +7,14 @@
 //! run before a session exists, use a double-submit cookie instead. Requests whose `Origin`
 //! names another site are refused outright.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
+use crate::error::Result;
+use crate::schema::sha256_hex;
+use crate::store::Store;
 use crate::users::same_secret;
 
 /// The session cookie.
@@ -89,13 +90,14 @@ pub fn origin_of(url: &str) -> Option<String> {
 }
 
 /// Failed sign-ins per login name and per client address in a sliding window; over the limit,
-/// sign-in is refused (without checking the password) until the window moves on. Kept in
-/// memory: each replica throttles on its own (documented).
+/// sign-in is refused (without checking the password) until the window moves on. The
+/// failures are rows in the database (`inloop_login_failures`, keyed by the SHA-256 of the
+/// name or address), so every replica on it counts the same failures; each row is dropped
+/// once its window has passed.
 pub struct LoginThrottle {
     window: Duration,
     per_login: usize,
     per_address: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl Default for LoginThrottle {
@@ -110,24 +112,39 @@ impl LoginThrottle {
             window,
             per_login,
             per_address,
-            failures: Mutex::default(),
         }
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn login_key(login: &str) -> String {
+        sha256_hex(&format!("login:{}", login.trim().to_ascii_lowercase()))
     }
 
     fn keys(login: &str, addr: Option<IpAddr>) -> [(String, bool); 2] {
         [
-            (format!("login:{}", login.trim().to_ascii_lowercase()), true),
+            (Self::login_key(login), true),
             (
-                format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
+                sha256_hex(&format!(
+                    "addr:{}",
+                    addr.map(|a| a.to_string()).unwrap_or_default()
+                )),
                 false,
             ),
         ]
     }
 
     /// `Some(wait)` when this sign-in must be refused for `wait`.
-    pub fn check(&self, login: &str, addr: Option<IpAddr>) -> Option<Duration> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn check(
+        &self,
+        store: &Store,
+        login: &str,
+        addr: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Option<Duration>> {
+        let since = now.saturating_sub(self.window_ms()).saturating_add(1);
         let mut wait = None::<Duration>;
         for (key, is_login) in Self::keys(login, addr) {
             let limit = if is_login {
@@ -135,67 +152,35 @@ impl LoginThrottle {
             } else {
                 self.per_address
             };
-            if let Some(q) = map.get_mut(&key) {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    q.pop_front();
-                }
-                if q.len() >= limit
-                    && let Some(oldest) = q.front()
-                {
-                    let w = self.window.saturating_sub(now.duration_since(*oldest));
-                    wait = Some(wait.map_or(w, |x| x.max(w)));
-                }
+            let (n, oldest) = store.login_failures(&key, since).await?;
+            if usize::try_from(n).unwrap_or(usize::MAX) >= limit
+                && let Some(oldest) = oldest
+            {
+                let left = self.window_ms().saturating_sub(now.saturating_sub(oldest));
+                let w = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                wait = Some(wait.map_or(w, |x| x.max(w)));
             }
         }
-        wait
+        Ok(wait)
     }
 
-    /// Records a failed sign-in.
-    pub fn failed(&self, login: &str, addr: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // Bounded memory under a flood of distinct names: forget windows that ended.
-            let window = self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        for (key, _) in Self::keys(login, addr) {
-            map.entry(key).or_default().push_back(now);
-        }
+    /// Records a failed sign-in (under the name and under the address).
+    pub async fn failed(
+        &self,
+        store: &Store,
+        login: &str,
+        addr: Option<IpAddr>,
+        now: i64,
+    ) -> Result<()> {
+        let keys: Vec<String> = Self::keys(login, addr).into_iter().map(|k| k.0).collect();
+        store
+            .record_login_failure(&keys, now, now.saturating_add(self.window_ms()))
+            .await
     }
 
     /// A successful sign-in clears the name's failures (not the address's).
-    pub fn succeeded(&self, login: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("login:{}", login.trim().to_ascii_lowercase()));
-    }
-}
-
-/// The one-time first-run token of this process (printed as the setup link), while setup is
-/// open.
-#[derive(Default)]
-pub struct SetupToken(Mutex<Option<String>>);
-
-impl SetupToken {
-    /// Sets the token (one given in the configuration).
-    pub fn set(&self, token: &str) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_string());
-    }
-
-    pub fn matches(&self, submitted: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_deref()
-            .is_some_and(|t| same_secret(t, submitted))
-    }
-
-    /// Used up: the link stops working.
-    pub fn consume(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    pub async fn succeeded(&self, store: &Store, login: &str) -> Result<()> {
+        store.clear_login_failures(&Self::login_key(login)).await
     }
 }
 
@@ -254,26 +239,5 @@ mod tests {
         assert!(!csrf_ok("abc", Some("abd")));
         assert!(!csrf_ok("abc", None));
         assert!(!csrf_ok("", Some("")));
-    }
-
-    #[test]
-    fn throttle_blocks_after_the_limit_and_success_resets_the_name() {
-        let t = LoginThrottle::new(Duration::from_secs(60), 3, 5);
-        let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
-        for _ in 0..3 {
-            assert!(t.check("alice", ip).is_none());
-            t.failed("Alice", ip);
-        }
-        assert!(t.check("alice", ip).is_some());
-        assert!(t.check("bob", Some("10.0.0.2".parse().unwrap())).is_none());
-        t.succeeded("alice");
-        assert!(
-            t.check("alice", Some("10.0.0.3".parse().unwrap()))
-                .is_none()
-        );
-        // the address limit holds across names
-        t.failed("x", ip);
-        t.failed("y", ip);
-        assert!(t.check("z", ip).is_some());
     }
 }

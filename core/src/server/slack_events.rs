@@ -1,10 +1,10 @@
 //! `POST /slack/interactivity`: Slack's interactivity requests (button clicks).
 //!
 //! The raw body's signature is verified before anything is parsed (`v0` HMAC-SHA256, constant
-//! time, five-minute window); a replayed request (a signature seen before) is acknowledged and
-//! ignored. The request is acknowledged at once; the answer is made afterwards, as the inloop
-//! user the Slack user maps to (configured mapping, else the Slack profile's e-mail), through
-//! the core's checks. The message itself is replaced by the outbox's `ended` delivery.
+//! time, five-minute window); a replayed request (a signature seen before by any replica: the
+//! cache is the `inloop_slack_seen` table) is acknowledged and ignored. The request is
+//! acknowledged at once; the answer is made afterwards, as the inloop user the Slack user maps
+//! to (configured mapping, else the Slack profile's e-mail), through the core's checks. The message itself is replaced by the outbox's `ended` delivery.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -25,6 +25,8 @@ use crate::store::{Decision, NewAudit};
 
 /// Interactivity payloads are small; anything bigger is refused before verification.
 const MAX_BYTES: usize = 256 * 1024;
+/// How long a seen signature is remembered (twice Slack's five-minute window).
+const REPLAY_KEEP_SECS: i64 = 600;
 
 pub(super) async fn interactivity(
     State(state): State<AppState>,
@@ -63,9 +65,26 @@ pub(super) async fn interactivity(
             return (StatusCode::UNAUTHORIZED, why).into_response();
         }
     }
-    if !slack.first_sight(signature, now) {
-        // Slack retries and duplicated deliveries carry the same signature: already handled.
-        return StatusCode::OK.into_response();
+    // Slack retries and duplicated deliveries carry the same signature: already handled, by
+    // this replica or another (the replay cache is in the database). Kept ten minutes: past
+    // the five-minute window a replay fails the timestamp check anyway.
+    match state
+        .engine
+        .store()
+        .slack_first_sight(signature, now * 1000, (now + REPLAY_KEEP_SECS) * 1000)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return StatusCode::OK.into_response(),
+        Err(e) => {
+            // Unknown whether it is a replay: refuse, and Slack retries.
+            tracing::warn!(error = %e, "inloop: cannot check a Slack request for replay");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check the request for replay",
+            )
+                .into_response();
+        }
     }
     let payload: Option<Value> = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "payload")

@@ -366,13 +366,16 @@ impl Store {
         dispatch!(self, s => s.insert_user(u, password_hash).await)
     }
 
-    /// Inserts the first admin if no user exists and setup never ran; `false` otherwise.
+    /// Inserts the first admin if no user exists and setup never ran (and, with
+    /// `token_hash`, that is the outstanding setup token, consumed in the same transaction);
+    /// `false` otherwise.
     pub async fn complete_setup(
         &self,
         u: &crate::users::User,
         password_hash: &str,
+        token_hash: Option<&str>,
     ) -> Result<bool> {
-        dispatch!(self, s => s.complete_setup(u, password_hash).await)
+        dispatch!(self, s => s.complete_setup(u, password_hash, token_hash).await)
     }
 
     pub async fn setup_open(&self) -> Result<bool> {
@@ -548,6 +551,64 @@ impl Store {
     /// An effect's audit rows in order.
     pub async fn effect_audit(&self, id: &Uuid) -> Result<Vec<crate::effects::EffectEvent>> {
         dispatch!(self, s => s.effect_audit(id).await)
+    }
+
+    /// Records a Slack request signature until `expires_at`; `false` for a replay (seen by
+    /// any replica on this database).
+    pub async fn slack_first_sight(
+        &self,
+        signature: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.slack_first_sight(signature, now, expires_at).await)
+    }
+
+    /// Failed sign-ins under `key_hash` at or after `since`: how many, and the oldest.
+    pub async fn login_failures(&self, key_hash: &str, since: i64) -> Result<(i64, Option<i64>)> {
+        dispatch!(self, s => s.login_failures(key_hash, since).await)
+    }
+
+    /// Records one failed sign-in under each of `key_hashes`, kept until `expires_at`.
+    pub async fn record_login_failure(
+        &self,
+        key_hashes: &[String],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        dispatch!(self, s => s.record_login_failure(key_hashes, now, expires_at).await)
+    }
+
+    pub async fn clear_login_failures(&self, key_hash: &str) -> Result<()> {
+        dispatch!(self, s => s.clear_login_failures(key_hash).await)
+    }
+
+    /// Makes `token_hash` the one outstanding setup token (held by `holder` until
+    /// `lease_until`) if setup is open and no other token's lease runs; renews it when it
+    /// already is. `true` when it is the outstanding token now.
+    pub async fn claim_setup_token(
+        &self,
+        token_hash: &str,
+        holder: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.claim_setup_token(token_hash, holder, now, lease_until).await)
+    }
+
+    /// Withdraws `token_hash` if it is the outstanding setup token.
+    pub async fn release_setup_token(&self, token_hash: &str) -> Result<()> {
+        dispatch!(self, s => s.release_setup_token(token_hash).await)
+    }
+
+    /// The outstanding setup token: `(hash, holder, created_at, lease_until)`.
+    pub async fn setup_token(&self) -> Result<Option<(String, String, i64, i64)>> {
+        dispatch!(self, s => s.setup_token().await)
+    }
+
+    /// Deletes expired Slack replay entries and sign-in failures; how many rows went.
+    pub async fn purge_cluster_state(&self, now: i64) -> Result<u64> {
+        dispatch!(self, s => s.purge_cluster_state(now).await)
     }
 
     /// Closes every connection.

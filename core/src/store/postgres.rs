@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "effects",
         include_str!("../../migrations/postgres/0008_effects.sql"),
     ),
+    (
+        9,
+        "cluster_state",
+        include_str!("../../migrations/postgres/0009_cluster_state.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

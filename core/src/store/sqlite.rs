@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "effects",
         include_str!("../../migrations/sqlite/0008_effects.sql"),
     ),
+    (
+        9,
+        "cluster_state",
+        include_str!("../../migrations/sqlite/0009_cluster_state.sql"),
+    ),
 ];
 
 /// The SQLite store.

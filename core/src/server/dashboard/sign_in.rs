@@ -13,6 +13,7 @@ use super::respond::{error_page, html, message, see_other};
 use crate::dashboard::pages;
 use crate::dashboard::view::{LoginView, SetupView};
 use crate::error::Error;
+use crate::model::now_ms;
 use crate::server::AppState;
 use crate::server::session::{
     CSRF_COOKIE, SESSION_COOKIE, cookie, csrf_ok, same_origin, set_cookie,
@@ -119,7 +120,12 @@ pub(in crate::server) async fn login_submit(
             &next,
         );
     }
-    if let Some(wait) = state.throttle.check(&username, ip) {
+    let store = state.engine.store();
+    let wait = match state.throttle.check(store, &username, ip, now_ms()).await {
+        Ok(w) => w,
+        Err(e) => return error_page(&e, None),
+    };
+    if let Some(wait) = wait {
         let mins = wait.as_secs().div_ceil(60).max(1);
         let mut r = login_form(
             &state,
@@ -138,7 +144,9 @@ pub(in crate::server) async fn login_submit(
     }
     match users::check_login(&state.engine, &username, password).await {
         Ok(user) => {
-            state.throttle.succeeded(&username);
+            if let Err(e) = state.throttle.succeeded(store, &username).await {
+                return error_page(&e, None);
+            }
             match users::start_session(&state.engine, &user).await {
                 Ok((token, _)) => see_other(
                     &next,
@@ -156,7 +164,9 @@ pub(in crate::server) async fn login_submit(
             }
         }
         Err(Error::Unauthorized(m)) => {
-            state.throttle.failed(&username, ip);
+            if let Err(e) = state.throttle.failed(store, &username, ip, now_ms()).await {
+                return error_page(&e, None);
+            }
             tracing::info!(user = %username, "inloop: failed sign-in");
             login_form(&state, StatusCode::UNAUTHORIZED, &username, Some(&m), &next)
         }
@@ -200,6 +210,17 @@ pub(in crate::server) struct TokenParam {
     token: Option<String>,
 }
 
+/// The link's token is not the outstanding one (used up, withdrawn, or another's).
+fn invalid_link() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "This setup link is not valid",
+        "Use the link `inloop serve` printed when it started (a replica that starts while \
+         another holds the link prints none; restarting the server prints a new one).",
+        None,
+    )
+}
+
 fn setup_closed() -> Response {
     message(
         StatusCode::GONE,
@@ -239,14 +260,10 @@ pub(in crate::server) async fn setup_page(
         Err(e) => return error_page(&e, None),
     }
     let token = p.token.unwrap_or_default();
-    if !state.setup.matches(&token) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "This setup link is not valid",
-            "Use the link `inloop serve` printed when it started (restarting the server prints \
-             a new one).",
-            None,
-        );
+    match users::setup_token_valid(&state.engine, &token).await {
+        Ok(true) => {}
+        Ok(false) => return invalid_link(),
+        Err(e) => return error_page(&e, None),
     }
     setup_form(&state, StatusCode::OK, &token, "", "", None)
 }
@@ -271,16 +288,15 @@ pub(in crate::server) async fn setup_submit(
     let name = get(&fields, "name").unwrap_or("").trim();
     let email = get(&fields, "email").unwrap_or("").trim();
     let password = get(&fields, "password").unwrap_or("");
-    if !state.setup.matches(token) {
-        return match users::setup_open(&state.engine).await {
-            Ok(false) => setup_closed(),
-            _ => message(
-                StatusCode::FORBIDDEN,
-                "This setup link is not valid",
-                "Use the link `inloop serve` printed when it started.",
-                None,
-            ),
-        };
+    match users::setup_token_valid(&state.engine, token).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return match users::setup_open(&state.engine).await {
+                Ok(false) => setup_closed(),
+                _ => invalid_link(),
+            };
+        }
+        Err(e) => return error_page(&e, None),
     }
     let expected = cookie(&headers, CSRF_COOKIE).unwrap_or("");
     if !csrf_ok(expected, get(&fields, "csrf")) {
@@ -304,9 +320,8 @@ pub(in crate::server) async fn setup_submit(
         );
     }
     let email_opt = (!email.is_empty()).then_some(email);
-    match users::complete_setup(&state.engine, name, email_opt, password).await {
+    match users::complete_setup_with_token(&state.engine, token, name, email_opt, password).await {
         Ok(user) => {
-            state.setup.consume();
             tracing::info!(user = %user.name, "inloop: setup done, first admin created");
             match users::start_session(&state.engine, &user).await {
                 Ok((session_token, _)) => see_other(
@@ -332,10 +347,11 @@ pub(in crate::server) async fn setup_submit(
             email,
             Some(&m),
         ),
-        Err(Error::Forbidden(_)) => {
-            state.setup.consume();
-            setup_closed()
-        }
+        // Another replica used the link first, or the token changed hands meanwhile.
+        Err(Error::Forbidden(_)) => match users::setup_open(&state.engine).await {
+            Ok(true) => invalid_link(),
+            _ => setup_closed(),
+        },
         Err(e) => error_page(&e, None),
     }
 }

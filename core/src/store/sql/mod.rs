@@ -9,8 +9,8 @@
 //!
 //! `sql_store!` is the one macro a backend invokes; it expands one macro per concern (the
 //! submodules here: migrations, tasks, transitions, audit, outbox, users, sessions, API keys,
-//! effects), each given only the backend differences it needs. The expansions share the
-//! backend's module, so the row decoders one concern defines serve the others.
+//! effects, cluster state), each given only the backend differences it needs. The expansions
+//! share the backend's module, so the row decoders one concern defines serve the others.
 
 /// Columns of `inloop_tasks`, in the order `task_from_row` reads them.
 macro_rules! task_cols {
@@ -83,6 +83,8 @@ mod sessions;
 mod api_keys;
 #[macro_use]
 mod effects;
+#[macro_use]
+mod cluster_state;
 
 macro_rules! sql_store {
     (
@@ -151,5 +153,6 @@ macro_rules! sql_store {
             begin_write = $begin,
             lock_row = $lock,
         );
+        sql_cluster_state!(store = $Store, begin_write = $begin,);
     };
 }

@@ -53,15 +53,30 @@ macro_rules! sql_users {
             }
 
             /// Creates the first admin, once: the `inloop_setup` row (id 1) can be inserted
-            /// only once, and only while no user exists.
-            pub async fn complete_setup(&self, u: &User, password_hash: &str) -> Result<bool> {
+            /// only once, and only while no user exists. With `token_hash`, the outstanding
+            /// setup token must be that one: it is consumed in the same transaction (two
+            /// replicas racing on one link: one wins). The token row goes either way.
+            pub async fn complete_setup(
+                &self, u: &User, password_hash: &str, token_hash: Option<&str>,
+            ) -> Result<bool> {
                 let mut tx = self.writer.begin_with($begin).await?;
+                if let Some(h) = token_hash {
+                    let consumed = sqlx::query("DELETE FROM inloop_setup_token WHERE id = 1 AND token_hash = $1")
+                        .bind(h)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if consumed != 1 {
+                        return Ok(false);
+                    }
+                }
                 let users: i64 = sqlx::query_scalar("SELECT count(*) FROM inloop_users")
                     .fetch_one(&mut *tx)
                     .await?;
                 if users > 0 {
                     return Ok(false);
                 }
+                sqlx::query("DELETE FROM inloop_setup_token").execute(&mut *tx).await?;
                 let done = sqlx::query(
                     "INSERT INTO inloop_setup (id, done_at, user_id) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
                 )
