@@ -66,10 +66,13 @@ async def main() -> int:
     ap.add_argument("--long", action="store_true", help="the soak counts")
     ap.add_argument("--case", action="append", choices=CASES)
     ap.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    ap.add_argument("--load-agents", type=int, help="load case agents (300; long: 10,000)")
     args = ap.parse_args()
     idx = 1 if args.long else 0
 
     def n(name: str) -> int:
+        if name == "load_agents" and args.load_agents:
+            return int(args.load_agents)
         return COUNTS[name][idx]
 
     cases = args.case or CASES
