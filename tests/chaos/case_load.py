@@ -2,7 +2,7 @@
 
 - SQLite contention: 8 processes creating and answering on one SQLite file; no
   `database is locked` (or any other error) may reach a caller; p99 of one create+answer.
-- Load: many concurrent agents in one process (started over the first seconds: 10 s for
+- Load: many concurrent agents in one process (started over the first seconds: 40 s for
   10,000), two answering processes, for a while: zero errors; cycles per second, p99 of a
   whole cycle and of answer-to-wake-up.
 """
@@ -55,10 +55,14 @@ async def contention(db_url: str, seconds: float, procs: int = 8) -> Figures:
     return fig
 
 
-async def load(backend: str, db_url: str, seconds: float, agents: int) -> Figures:
+async def load(
+    backend: str, db_url: str, seconds: float, agents: int, ramp: float | None = None
+) -> Figures:
     started = time.monotonic()
     ns = f"load-{uuid.uuid4().hex[:8]}"
-    ramp = min(10.0, agents / 1000)  # agents start over this many seconds (worker.py)
+    if ramp is None:
+        # Agents start over this many seconds (worker.py): 40 s for 10,000 (250 a second).
+        ramp = min(40.0, agents / 250)
     res = await asyncio.gather(
         spawn("agents", db_url, ns, seconds, agents, ramp=ramp),
         spawn("answer", db_url, ns, seconds, 0, ramp=ramp),
