@@ -2,14 +2,16 @@
 
 - SQLite contention: 8 processes creating and answering on one SQLite file; no
   `database is locked` (or any other error) may reach a caller; p99 of one create+answer.
-- Load: many concurrent agents in one process, two answering processes, for a while: zero
-  errors; cycles per second, p99 of a whole cycle and of answer-to-wake-up.
+- Load: many concurrent agents in one process (started over the first seconds: 40 s for
+  10,000), two answering processes, for a while: zero errors; cycles per second, p99 of a
+  whole cycle and of answer-to-wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -17,10 +19,11 @@ import uuid
 from common import HERE, Figures, check, p99, python_exe
 
 
-async def spawn(*args: object) -> dict:
+async def spawn(*args: object, ramp: float = 0) -> dict:
     proc = await asyncio.create_subprocess_exec(
         python_exe(), str(HERE / "worker.py"), *map(str, args),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "INLOOP_CHAOS_RAMP": str(ramp)},
     )  # fmt: skip
     out, err = await proc.communicate()
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
@@ -52,13 +55,18 @@ async def contention(db_url: str, seconds: float, procs: int = 8) -> Figures:
     return fig
 
 
-async def load(backend: str, db_url: str, seconds: float, agents: int) -> Figures:
+async def load(
+    backend: str, db_url: str, seconds: float, agents: int, ramp: float | None = None
+) -> Figures:
     started = time.monotonic()
     ns = f"load-{uuid.uuid4().hex[:8]}"
+    if ramp is None:
+        # Agents start over this many seconds (worker.py): 40 s for 10,000 (250 a second).
+        ramp = min(40.0, agents / 250)
     res = await asyncio.gather(
-        spawn("agents", db_url, ns, seconds, agents),
-        spawn("answer", db_url, ns, seconds, 0),
-        spawn("answer", db_url, ns, seconds, 1),
+        spawn("agents", db_url, ns, seconds, agents, ramp=ramp),
+        spawn("answer", db_url, ns, seconds, 0, ramp=ramp),
+        spawn("answer", db_url, ns, seconds, 1, ramp=ramp),
     )
     agent_r, a0, a1 = res
     errors = sum(r["errors"] for r in res)
@@ -66,7 +74,8 @@ async def load(backend: str, db_url: str, seconds: float, agents: int) -> Figure
     cycles = agent_r["cycles"]
     rate = cycles / agent_r["seconds"]
     fig = Figures(
-        case=f"Load: {agents} concurrent agents, 2 answering processes, {seconds:g} s",
+        case=f"Load: {agents} concurrent agents (started over {ramp:g} s), 2 answering "
+        f"processes, {seconds:g} s more",
         backend=backend,
         tried=cycles,
         errors=errors,

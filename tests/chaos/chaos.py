@@ -66,10 +66,14 @@ async def main() -> int:
     ap.add_argument("--long", action="store_true", help="the soak counts")
     ap.add_argument("--case", action="append", choices=CASES)
     ap.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    ap.add_argument("--load-agents", type=int, help="load case agents (300; long: 10,000)")
+    ap.add_argument("--load-ramp", type=float, help="seconds the load agents start over")
     args = ap.parse_args()
     idx = 1 if args.long else 0
 
     def n(name: str) -> int:
+        if name == "load_agents" and args.load_agents:
+            return int(args.load_agents)
         return COUNTS[name][idx]
 
     cases = args.case or CASES
@@ -135,7 +139,11 @@ async def main() -> int:
                 await one(
                     f"load {backend}",
                     lambda backend=backend: case_load.load(
-                        backend, db(backend, "load"), n("load_seconds"), n("load_agents")
+                        backend,
+                        db(backend, "load"),
+                        n("load_seconds"),
+                        n("load_agents"),
+                        args.load_ramp,
                     ),
                 )
             if backend == "sqlite" and "sqlite-contention" in cases:

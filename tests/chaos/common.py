@@ -13,6 +13,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,7 @@ class Postgres:
         subprocess.run(
             [str(ROOT / "scripts/pg.sh"), "stop", str(self.dir)], capture_output=True, check=False
         )
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass

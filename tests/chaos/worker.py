@@ -3,8 +3,10 @@
     python worker.py cycle   DATABASE_URL NAMESPACE SECONDS INDEX
         creates a task and answers it, again and again for SECONDS (SQLite contention)
     python worker.py agents  DATABASE_URL NAMESPACE SECONDS AGENTS
-        AGENTS concurrent agents in this one process, each `await_decision` in a loop for
-        SECONDS; agent A's keys start with `L{A % 2}-` so each answerer owns half of them
+        AGENTS concurrent agents in this one process, started over the first RAMP seconds
+        ($INLOOP_CHAOS_RAMP, default 10), each `await_decision` in a loop for SECONDS more;
+        an agent whose call fails backs off 1 s and asks again with the same key; agent A's
+        keys start with `L{A % 2}-` so each answerer owns half of them
     python worker.py answer  DATABASE_URL NAMESPACE SECONDS INDEX
         answers every pending task whose key starts with `L{INDEX}-`, for SECONDS
 
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
 
 from inloop import Client, InloopError, await_decision
 
+RAMP = float(os.environ.get("INLOOP_CHAOS_RAMP", "10"))
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
 
@@ -77,11 +81,14 @@ async def agents(url: str, ns: str, seconds: float, count: int) -> None:
     await client.list(limit=1)
     t = Tally()
     wake_ms: list[float] = []
-    stop = time.monotonic() + seconds
+    stop = time.monotonic() + RAMP + seconds
     done = 0
 
     async def agent(a: int) -> None:
         nonlocal done
+        # Agents start over the first RAMP seconds (a burst of 10,000 creations at one instant
+        # queues past the pool's 10 s acquire timeout on SQLite: see RELIABILITY.md).
+        await asyncio.sleep(RAMP * a / count)
         j = 0
         while time.monotonic() < stop:
             t0 = time.monotonic()
@@ -98,12 +105,15 @@ async def agents(url: str, ns: str, seconds: float, count: int) -> None:
                 wake_ms.append((now - d.task.ended_at.timestamp()) * 1000)
                 done += 1
             except (InloopError, AssertionError) as e:
+                # What an agent does with an error: back off, then ask again with the same key.
                 t.error(e)
+                await asyncio.sleep(1)
+                continue
             j += 1
 
     runs = [asyncio.create_task(agent(a)) for a in range(count)]
     started = time.monotonic()
-    await asyncio.wait(runs, timeout=seconds + 1)
+    await asyncio.wait(runs, timeout=RAMP + seconds + 1)
     took = time.monotonic() - started
     for r in runs:
         r.cancel()
@@ -116,7 +126,7 @@ async def answer(url: str, ns: str, seconds: float, index: int) -> None:
     client = Client(url, namespace=ns)
     await client.list(limit=1)
     t = Tally()
-    end = time.monotonic() + seconds + 2
+    end = time.monotonic() + RAMP + seconds + 2
     answered = 0
     cursor = None
     while time.monotonic() < end:
