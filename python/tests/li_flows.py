@@ -105,3 +105,31 @@ class ShipFlow(Workflow):
         )
         effect("shipped", parcel=ev.parcel, note=answer.response)
         return StopEvent(result=f"shipped {ev.parcel}: {answer.response}")
+
+
+class AskItem(InputRequiredEvent):
+    item: str
+
+
+class ItemAnswer(HumanResponseEvent):
+    item: str  # carried over: tells the collecting step which request this answers
+    keep: bool
+
+
+class PairFlow(Workflow):
+    """Two questions in one stop: a step writes two requests to the stream, another collects
+    both answers."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> None:
+        for item in ev.get("items"):  # ev.items is the dict-like event's method
+            ctx.write_event_to_stream(AskItem(item=item))
+
+    @step
+    async def collect(self, ctx: Context, ev: ItemAnswer) -> StopEvent | None:
+        got = ctx.collect_events(ev, [ItemAnswer, ItemAnswer])
+        if got is None:
+            return None
+        kept = sorted(e.item for e in got if isinstance(e, ItemAnswer) and e.keep)
+        effect("kept", items=kept)
+        return StopEvent(result=kept)

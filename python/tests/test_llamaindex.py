@@ -1,9 +1,10 @@
 """The LlamaIndex workflows adapter with real ``llama_index.core.workflow`` workflows (plain
 steps, no LLM), on SQLite and PostgreSQL: an approval answered through inloop, a rejection with
-a reason, two stops in one run, a run SIGKILLed while waiting and continued by a new process
-from the serialized Context (each side effect happens once, counted in a file; a third process
-is refused), ``ctx.wait_for_event`` with the plain event pair, the core's verification sending
-an answer back, an SDK verifier doing the same, a timeout, and bad input."""
+a reason, two stops in one run, two requests in one stop, a run SIGKILLed while waiting and
+continued by a new process from the serialized Context (each side effect happens once, counted
+in a file; a third process is refused), ``ctx.wait_for_event`` with the plain event pair, the
+core's verification sending an answer back, an SDK verifier doing the same, a timeout, and bad
+input."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from li_flows import (
     EFFECTS,
     RESPONSES,
     AskRefund,
+    ItemAnswer,
     ManagerDecision,
+    PairFlow,
     RefundDecision,
     RefundFlow,
     ShipFlow,
@@ -137,6 +140,27 @@ async def test_two_stops_in_one_run_are_two_rounds(client: Client, namespace: st
     for n in (1, 2):
         rec = await client.get_by_key(record_key("r-2", n), namespace=f"{namespace}.runs")
         assert rec.status is Status.COMPLETED and rec.payload["round"] == n
+
+
+async def test_two_requests_in_one_stop_are_one_round(client: Client) -> None:
+    job = asyncio.ensure_future(
+        run(PairFlow(timeout=30), run_id="r-pair", response=ItemAnswer, client=client,
+            start={"items": ["lamp", "desk"]})
+    )  # fmt: skip
+    tasks = await pending_tasks(client, 2)
+    by_key = {t.key: t for t in tasks}
+    assert set(by_key) == {"llamaindex:r-pair:1:0", "llamaindex:r-pair:1:1"}
+    assert [by_key[f"llamaindex:r-pair:1:{i}"].payload["request"]["item"] for i in (0, 1)] == [
+        "lamp",
+        "desk",
+    ]
+    assert set(tasks[0].response_schema["properties"]) == {"keep"}  # item is carried over
+    await client.answer(by_key["llamaindex:r-pair:1:0"].id, {"keep": True}, by="ivy")
+    await asyncio.sleep(0.2)
+    assert not job.done()  # the run resumes when both are answered
+    await client.answer(by_key["llamaindex:r-pair:1:1"].id, {"keep": False}, by="ivy")
+    assert await asyncio.wait_for(job, 30) == ["lamp"]
+    assert EFFECTS == [{"effect": "kept", "items": ["lamp"]}]
 
 
 async def wait_record(client: Client, run_id: str) -> PendingRun:
