@@ -46,6 +46,9 @@ export INLOOP_REQUIRE_TS=1
 say "Chaos (tests/chaos: SIGKILLs, a PostgreSQL stop, racing replicas, load; fast variant)"
 python tests/chaos/chaos.py
 
+say "CrewAI adapter tests (their own environment, .venv-crewai: crewai's pins conflict with ours)"
+bash scripts/test-crewai.sh
+
 say "REST API fuzzing (schemathesis from the OpenAPI document, SQLite and PostgreSQL)"
 scripts/fuzz.sh
 
