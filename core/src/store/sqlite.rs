@@ -72,6 +72,9 @@ pub struct SqliteStore {
     options: SqliteConnectOptions,
 }
 
+/// How long a write may wait in this process's queue for the one writer connection.
+pub const WRITER_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl SqliteStore {
     pub async fn connect(url: &str, opts: &StoreOptions) -> crate::error::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -95,7 +98,7 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let open = |max: u32| {
+        let open = |max: u32, queue: Duration| {
             let options = options.clone();
             async move {
                 // Switching a new file to WAL takes an exclusive lock that SQLite's busy
@@ -105,7 +108,7 @@ impl SqliteStore {
                 loop {
                     let attempt = SqlitePoolOptions::new()
                         .max_connections(max)
-                        .acquire_timeout(opts.acquire_timeout)
+                        .acquire_timeout(queue)
                         .connect_with(options.clone())
                         .await;
                     match attempt {
@@ -123,8 +126,15 @@ impl SqliteStore {
                 filename.display()
             ))
         };
-        let writer = open(1).await.map_err(cannot)?;
-        let pool = open(opts.max_connections.clamp(1, 16))
+        // The one writer connection serialises this process's writes: a burst of N concurrent
+        // writes waits N turns in its queue, which is load, not a failing database (another
+        // process's lock is bounded by the busy timeout, per statement). So the queue gets
+        // WRITER_QUEUE_TIMEOUT, not the connection timeout: 10,000 agents creating at once
+        // must wait their turn, not fail with `pool timed out` (RELIABILITY.md, load case).
+        let writer = open(1, opts.acquire_timeout.max(WRITER_QUEUE_TIMEOUT))
+            .await
+            .map_err(cannot)?;
+        let pool = open(opts.max_connections.clamp(1, 16), opts.acquire_timeout)
             .await
             .map_err(cannot)?;
         Ok(SqliteStore {
