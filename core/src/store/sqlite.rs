@@ -54,6 +54,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "effects",
         include_str!("../../migrations/sqlite/0008_effects.sql"),
     ),
+    // 9 is another feature's (cluster state); the runner applies whatever is missing, gaps
+    // included.
+    (
+        10,
+        "traceparent",
+        include_str!("../../migrations/sqlite/0010_traceparent.sql"),
+    ),
 ];
 
 /// The SQLite store.
