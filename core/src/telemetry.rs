@@ -427,11 +427,14 @@ mod tests {
             plan_from(vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])).unwrap(),
             Plan::Off
         );
-        let on = [(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "http://127.0.0.1:1/v1/traces",
-        )];
-        assert_eq!(plan_from(vars(&on)).unwrap(), Plan::Export);
+        assert_eq!(
+            plan_from(vars(&[(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:1/v1/traces",
+            )]))
+            .unwrap(),
+            Plan::Export
+        );
         assert_eq!(
             plan_from(vars(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),

@@ -148,6 +148,7 @@ impl Serve {
             .split("listening on ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
+            .and_then(|u| u.strip_prefix("http://"))
             .unwrap_or_else(|| panic!("no address in {first:?}"))
             .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -166,7 +167,7 @@ impl Serve {
     }
 
     /// SIGTERM, as a service manager stops it; the exit must be clean.
-    fn stop(mut self) {
+    fn stop(&mut self) {
         let pid = self.child.id().to_string();
         let st = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -181,6 +182,16 @@ impl Serve {
             }
             assert!(Instant::now() < deadline, "inloop serve did not stop");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    /// A failed test leaves no server behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -245,7 +256,7 @@ async fn run(listener: std::net::TcpListener) {
         .await
         .unwrap();
 
-    let serve = Serve::start(&db, &hook, true);
+    let mut serve = Serve::start(&db, &hook, true);
     assert!(
         serve
             .threads()
@@ -432,7 +443,7 @@ async fn run(listener: std::net::TcpListener) {
 
     // Without the variable, no exporter starts and nothing is sent.
     let before = received.lock().unwrap().requests;
-    let serve = Serve::start(&db, &hook, false);
+    let mut serve = Serve::start(&db, &hook, false);
     assert!(
         !serve
             .threads()
