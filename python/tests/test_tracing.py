@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -154,3 +155,45 @@ def test_a_protocol_inloop_cannot_speak_warns_and_stays_off(
     assert out.returncode == 0, out.stderr
     assert "RuntimeWarning" in out.stderr and "http/protobuf" in out.stderr, out.stderr
     assert receiver.requests == 0
+
+
+ROOT = HERE.parents[1]
+TS_AGENT = ROOT / "tests" / "cross" / "ts_otel_agent.mjs"
+TS_BUILT = ROOT / "typescript" / "dist" / "src" / "index.js"
+
+
+def test_the_typescript_embedded_engine_exports_too(receiver: Receiver, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if not (node and TS_BUILT.exists()):
+        if os.environ.get("INLOOP_REQUIRE_TS") == "1":
+            pytest.fail(f"INLOOP_REQUIRE_TS=1 but node or {TS_BUILT} is missing")
+        pytest.skip("the TypeScript package is not built (cd typescript && npm run build)")
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {
+        **base,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_SERVICE_NAME": "ts-agent",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",  # only the flush at exit sends
+    }
+    out = subprocess.run(
+        [
+            node,
+            str(TS_AGENT),
+            f"sqlite://{tmp_path / 'x.db'}",
+            "ts-refund",
+            f"00-{trace_id}-{span_id}-01",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["answer"] == {"approved": True}
+    mine = [s for s in receiver.spans if s["attrs"].get("inloop.task.id") == got["task_id"]]
+    assert sorted(s["name"] for s in mine) == ["inloop.answer", "inloop.create", "inloop.resume"]
+    for s in mine:
+        assert (s["service"], s["trace_id"], s["parent"]) == ("ts-agent", trace_id, span_id), s
+        assert s["attrs"]["inloop.task.key"] == "ts-refund", s
