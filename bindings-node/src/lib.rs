@@ -499,3 +499,17 @@ pub fn resolve_target(
         },
     })
 }
+
+/// Starts exporting traces of the tasks this process touches when the `OTEL_*` variables ask
+/// for it (`OTEL_EXPORTER_OTLP_ENDPOINT` ...); returns whether it did. A setting inloop cannot
+/// honour is an error naming it. The TypeScript layer calls it once when the addon loads.
+#[napi]
+pub fn telemetry_init() -> Result<bool> {
+    inloop_core::telemetry::init_from_env("inloop").map_err(napi::Error::from_reason)
+}
+
+/// Sends the spans not yet exported and stops the exporter (at process exit).
+#[napi]
+pub fn telemetry_shutdown() {
+    inloop_core::telemetry::shutdown();
+}

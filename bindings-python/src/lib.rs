@@ -565,6 +565,8 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 /// Stops the runtime (called at interpreter exit). Pending native work is dropped.
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
+    // The last spans are sent before the runtime stops (a no-op when tracing is off).
+    py.detach(inloop_core::telemetry::shutdown);
     let rt = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(rt) = rt {
         py.detach(|| rt.shutdown_timeout(Duration::from_secs(2)));
@@ -583,6 +585,18 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let py = m.py();
+    // The embedded engine traces the tasks it touches when the OTEL_* variables ask for it. A
+    // setting inloop cannot honour (say a gRPC protocol meant for another exporter) warns and
+    // leaves tracing off rather than failing the import.
+    if let Err(e) = inloop_core::telemetry::init_from_env("inloop") {
+        let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+        PyErr::warn(
+            py,
+            &warning,
+            &std::ffi::CString::new(format!("inloop: tracing is off: {e}")).unwrap_or_default(),
+            1,
+        )?;
+    }
     let shutdown = m.getattr("_shutdown")?;
     py.import("atexit")?.call_method1("register", (shutdown,))?;
     Ok(())

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod schema_cost;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod users;
 pub mod verify;
 pub mod wait;

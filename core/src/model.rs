@@ -146,6 +146,11 @@ pub struct Task {
     /// stored: normalized. Delivery plumbing, not part of the digest (docs/channels.md).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// The W3C trace context the task's life is traced under (docs/deployment.md, "Tracing"):
+    /// the agent's span when it passed one at creation, else the task's own `inloop.create`
+    /// span (when tracing was on). Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Task {
@@ -187,6 +192,13 @@ pub struct NewTask {
     /// create without one still works against a server that predates the field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// The agent's current W3C trace context (`00-<trace id>-<span id>-<flags>`): the spans of
+    /// the task's life (`inloop.create`, `inloop.deliver`, `inloop.answer`, `inloop.resume`
+    /// ...) become its children, so the agent's trace shows the wait. Stored with the task;
+    /// not part of the digest (a replayed key keeps the first). Left out of the JSON when
+    /// absent, like `callback_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The result of create-or-get: the task, and whether this call created it.

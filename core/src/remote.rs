@@ -421,7 +421,10 @@ impl RemoteEngine {
     /// Waits for the task's outcome: the completed task, or [`Error::TimedOut`] /
     /// [`Error::Cancelled`]. Never returns a pending task.
     pub async fn await_response(&self, id: Uuid) -> Result<Task> {
-        rules::outcome(self.wait(id, None).await?)
+        let span = crate::telemetry::TaskSpan::start(crate::telemetry::RESUME);
+        let ended = self.wait(id, None).await?;
+        span.end(&ended, Vec::new());
+        rules::outcome(ended)
     }
 
     /// Creates the task (or finds the one its key names) and waits for its outcome.

@@ -1792,7 +1792,39 @@ async fn waker_survives_a_dropped_connection(db: Db) {
     }
 }
 
+/// The agent's trace context is stored with the task (migration 10) and read back as given;
+/// a replayed key keeps the first; a malformed one is refused.
+async fn traceparent_is_stored_with_the_task(db: Db) {
+    let engine = db.open().await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut new = task("traced");
+    new.traceparent = Some(tp.into());
+    let created = engine.create(new.clone()).await.unwrap();
+    assert_eq!(created.task.traceparent.as_deref(), Some(tp));
+    let read = engine.get(created.task.id).await.unwrap();
+    assert_eq!(read.traceparent.as_deref(), Some(tp));
+    new.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    let replay = engine.create(new).await.unwrap();
+    assert!(!replay.created);
+    assert_eq!(replay.task.traceparent.as_deref(), Some(tp));
+    // Tracing is off in this test binary: no span, nothing stored.
+    assert_eq!(
+        engine
+            .create(task("untraced"))
+            .await
+            .unwrap()
+            .task
+            .traceparent,
+        None
+    );
+    let mut bad = task("bad-trace");
+    bad.traceparent = Some("00-nope".into());
+    let e = engine.create(bad).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_argument", "{e}");
+}
+
 conformance!(
+    traceparent_is_stored_with_the_task,
     waker_survives_a_dropped_connection,
     ask_creates_waits_and_replays,
     create_is_idempotent_by_key,

@@ -85,6 +85,7 @@ async def await_human(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> M: ...
 
 
@@ -108,6 +109,7 @@ async def await_human(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Any: ...
 
 
@@ -130,6 +132,7 @@ async def await_human(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Any:
     """Asks a person and waits for the answer, durably.
 
@@ -155,6 +158,12 @@ async def await_human(
 
     ``callback_url`` also sends the task's end (any end) to that URL as a signed
     ``task.ended`` event, for a system other than this agent (see :meth:`Client.create`).
+
+    ``traceparent`` (a W3C trace context) puts the task's life in the agent's trace: its
+    spans (``inloop.create``, ``inloop.deliver``, ``inloop.answer``, ``inloop.resume`` ...)
+    become children of that span. By default it is the current OpenTelemetry span's, when
+    ``opentelemetry`` is installed and a span is active. inloop exports its spans when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (docs/deployment.md, "Tracing").
 
     Raises :class:`inloop.TimedOut` when ``timeout`` passes unanswered and ``on_timeout`` is
     ``"raise"`` (never a made-up denial), :class:`inloop.Cancelled` when the task is cancelled,
@@ -208,6 +217,7 @@ async def await_human(
             escalate=escalate,
             on_timeout=on_timeout,
             callback_url=callback_url,
+            traceparent=traceparent,
         )
     )[1]
 
@@ -232,6 +242,7 @@ async def await_decision(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Decision[M]: ...
 
 
@@ -255,6 +266,7 @@ async def await_decision(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Decision[Any]: ...
 
 
@@ -277,6 +289,7 @@ async def await_decision(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Decision[Any]:
     """:func:`await_human`, returning a :class:`Decision`: the typed answer (``.answer``) with
     what it approved (``.digest``, ``.task``), who answered (``.answered_by``,
@@ -310,6 +323,7 @@ async def await_decision(
         escalate=escalate,
         on_timeout=on_timeout,
         callback_url=callback_url,
+        traceparent=traceparent,
     )
     return Decision._from_task(task, answer)
 
@@ -333,6 +347,7 @@ async def _run(
     escalate: Sequence[Escalation] | None,
     on_timeout: OnTimeout | None,
     callback_url: str | None,
+    traceparent: str | None,
 ) -> tuple[dict[str, Any], Any]:
     """What :func:`await_human` and :func:`await_decision` share: builds the request, waits,
     and returns the ended task (as JSON) and the typed answer."""
@@ -350,6 +365,7 @@ async def _run(
         None,
         verification,
         callback_url=callback_url,
+        traceparent=traceparent,
         approvers=approvers,
         reminders=reminders,
         escalate=escalate,
@@ -452,6 +468,7 @@ def await_human_sync(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: Literal["raise"] | M | dict[str, Any] | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> M: ...
 
 
@@ -475,6 +492,7 @@ def await_human_sync(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Any: ...
 
 
@@ -497,6 +515,7 @@ def await_human_sync(
     escalate: Sequence[Escalation] | None = None,
     on_timeout: OnTimeout | None = None,
     callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Any:
     """:func:`await_human` for synchronous code (a script, a worker thread).
 
@@ -535,5 +554,6 @@ def await_human_sync(
             escalate=escalate,
             on_timeout=on_timeout,
             callback_url=callback_url,
+            traceparent=traceparent,
         )
     )

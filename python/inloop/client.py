@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from . import _native
 from ._schema import is_model_class, payload_parts, response_schema, to_json
+from ._tracing import current_traceparent
 from .errors import InvalidArgument
 from .policy import Approvers, Duration, Escalation, OnTimeout, duration_ms
 from .types import AuditCheck, AuditEvent, Effect, EffectState, Status, Task, TaskPage
@@ -143,6 +144,7 @@ class Client:
         reminders: Sequence[Duration] | None = None,
         escalate: Sequence[Escalation] | None = None,
         on_timeout: OnTimeout | None = None,
+        traceparent: str | None = None,
     ) -> Task:
         """Creates the task, or returns the one ``key`` already names (``task.created`` tells).
 
@@ -160,6 +162,10 @@ class Client:
         secret). ``inloop serve`` delivers only URLs its ``[callbacks] allow`` list permits;
         through a server, any other URL raises :class:`inloop.InvalidArgument` here. It is not
         part of the digest: a replayed key keeps the task's first callback.
+
+        ``traceparent`` (a W3C trace context; by default the current OpenTelemetry span's,
+        when ``opentelemetry`` is installed) makes the spans of the task's life children of
+        that span (docs/deployment.md, "Tracing").
 
         Example::
 
@@ -183,6 +189,7 @@ class Client:
             reminders=reminders,
             escalate=escalate,
             on_timeout=on_timeout,
+            traceparent=traceparent,
         )
         engine = await self._native()
         out = json.loads(await engine.create(request))
@@ -207,10 +214,12 @@ class Client:
         reminders: Sequence[Duration] | None = None,
         escalate: Sequence[Escalation] | None = None,
         on_timeout: OnTimeout | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """The ``NewTask`` JSON for a request: the one place every way of creating a task
         (``create``, ``await_human`` ...) builds it, the approval policy included."""
         body, model_schema = payload_parts(payload)
+        traceparent = traceparent or current_traceparent()
         return _dumps(
             {
                 "namespace": namespace or self.namespace,
@@ -226,6 +235,8 @@ class Client:
                 "verification": None if verification is None else verification.to_json(),
                 "callback_url": callback_url,
                 "policy": _policy(response, approvers, reminders, escalate, on_timeout),
+                # Left out when absent: a server that predates the field still takes the rest.
+                **({"traceparent": traceparent} if traceparent else {}),
             }
         )
 

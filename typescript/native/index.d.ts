@@ -109,6 +109,16 @@ export declare function resolveTarget(url?: string | undefined | null, remoteUrl
 export declare function taskDigest(task: string, payload: string): string
 
 /**
+ * Starts exporting traces of the tasks this process touches when the `OTEL_*` variables ask
+ * for it (`OTEL_EXPORTER_OTLP_ENDPOINT` ...); returns whether it did. A setting inloop cannot
+ * honour is an error naming it. The TypeScript layer calls it once when the addon loads.
+ */
+export declare function telemetryInit(): boolean
+
+/** Sends the spans not yet exported and stops the exporter (at process exit). */
+export declare function telemetryShutdown(): void
+
+/**
  * Throws (code `digest_mismatch`) unless `payload` (JSON text) gives the digest of `task`
  * (its JSON, with `digest`): what the agent is about to do is what was approved.
  */

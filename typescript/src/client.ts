@@ -1,5 +1,6 @@
 /** The {@link Client}: both sides of inloop on one database. @module */
 
+import { createRequire } from "node:module";
 import { Aborted, InvalidArgument, call, fromNative } from "./errors.js";
 import { native, type NativeEngine } from "./native.js";
 import { parsePayload, toJsonSchema, type InferInput, type Schema } from "./schema.js";
@@ -252,6 +253,13 @@ export interface TaskRequest<S extends Schema = Schema> {
    * of the digest: a replayed key keeps the task's first callback.
    */
   callbackUrl?: string;
+  /**
+   * The W3C trace context the task's life is traced under (`00-<trace id>-<span id>-<flags>`):
+   * its spans (`inloop.create`, `inloop.deliver`, `inloop.answer`, `inloop.resume` ...) become
+   * children of that span, so the agent's trace shows the wait. Default: the active
+   * OpenTelemetry span's, when `@opentelemetry/api` is installed (docs/deployment.md, "Tracing").
+   */
+  traceparent?: string;
   /** Who asks (an agent, or the person it acts for); recorded, and excluded by `excludeRequester`. */
   requestedBy?: string;
   /** Who may answer and how many approvals complete the task (see {@link Approvers}). */
@@ -456,6 +464,10 @@ export class Client {
     if (req.requestedBy !== undefined && typeof req.requestedBy !== "string") {
       throw new InvalidArgument("requestedBy must be a string");
     }
+    if (req.traceparent !== undefined && typeof req.traceparent !== "string") {
+      throw new InvalidArgument("traceparent must be a string");
+    }
+    const traceparent = req.traceparent ?? currentTraceparent();
     const timeout = timeoutMs(req.timeout);
     const payload = parsePayload(req.payloadSchema, req.payload);
     const body = {
@@ -473,6 +485,8 @@ export class Client {
       verification: req.verification ?? null,
       callback_url: req.callbackUrl ?? null,
       policy: policyJson(req),
+      // Left out when absent: a server that predates the field still takes the rest.
+      ...(traceparent === undefined ? {} : { traceparent }),
     };
     return toJsonText(body, "payload");
   }
@@ -773,4 +787,33 @@ export function defaultClient(namespace = "default"): Client {
     defaults.set(id, client);
   }
   return client;
+}
+
+/** The shape of `@opentelemetry/api` this module reads (it is an optional dependency). */
+interface OtelApi {
+  trace: {
+    getActiveSpan(): { spanContext(): { traceId: string; spanId: string; traceFlags: number } } | undefined;
+    isSpanContextValid(sc: { traceId: string; spanId: string; traceFlags: number }): boolean;
+  };
+}
+
+let otelApi: OtelApi | null | undefined;
+
+/**
+ * The W3C `traceparent` of the active OpenTelemetry span, or `undefined` when
+ * `@opentelemetry/api` is not installed or no span is active. Read from the span itself, so it
+ * does not depend on a registered propagator.
+ * @internal
+ */
+export function currentTraceparent(): string | undefined {
+  if (otelApi === undefined) {
+    try {
+      otelApi = createRequire(import.meta.url)("@opentelemetry/api") as OtelApi;
+    } catch {
+      otelApi = null;
+    }
+  }
+  const sc = otelApi?.trace.getActiveSpan()?.spanContext();
+  if (otelApi == null || sc === undefined || !otelApi.trace.isSpanContextValid(sc)) return undefined;
+  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
 }

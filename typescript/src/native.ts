@@ -61,6 +61,8 @@ export interface NativeModule {
     body: Buffer,
     toleranceSecs?: number | undefined | null,
   ): void;
+  telemetryInit(): boolean;
+  telemetryShutdown(): void;
 }
 
 let loaded: NativeModule | undefined;
@@ -70,6 +72,22 @@ export function native(): NativeModule {
   if (loaded === undefined) {
     const require = createRequire(import.meta.url);
     loaded = require("../../native/index.cjs") as NativeModule;
+    startTelemetry(loaded);
   }
   return loaded;
+}
+
+/**
+ * Traces of the tasks this process touches, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or another
+ * standard `OTEL_*` variable) asks for them: the exporter starts here and flushes at exit. A
+ * setting inloop cannot honour is a process warning, and tracing stays off.
+ */
+function startTelemetry(m: NativeModule): void {
+  let on = false;
+  try {
+    on = m.telemetryInit();
+  } catch (e) {
+    process.emitWarning(`inloop: tracing is off: ${(e as Error).message}`, "InloopTelemetryWarning");
+  }
+  if (on) process.once("exit", () => m.telemetryShutdown());
 }

@@ -19,7 +19,7 @@ export type C3 = Assert<Equal<Infer<{ type: "object" }>, unknown>>;
 // The hand-written NativeEngine matches the generated native/index.d.ts.
 export type C4 = Assert<Engine extends NativeEngine ? true : false>;
 // ... and so does the hand-written NativeModule (Engine.open, resolveTarget, ...).
-export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget" | "verifyWebhook" | "taskDigest" | "verifyDigest"> extends NativeModule ? true : false>;
+export type C5 = Assert<Pick<typeof Addon, "Engine" | "resolveDatabaseUrl" | "resolveTarget" | "verifyWebhook" | "taskDigest" | "verifyDigest" | "telemetryInit" | "telemetryShutdown"> extends NativeModule ? true : false>;
 
 // onTimeout's default is an answer in the schema's input type (fields with defaults optional).
 const Approval = z.object({ approved: z.boolean(), comment: z.string().default("") });

@@ -24,6 +24,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Task, now_ms};
 use crate::store::outbox::{self, Claimed, Finish};
+use crate::telemetry::{self, TaskSpan};
+use opentelemetry::KeyValue;
 
 pub mod callback;
 pub mod email;
@@ -345,7 +347,12 @@ pub async fn dispatch_once(engine: &Engine, channels: &Channels, worker: &str) -
     let n = claimed.len();
     let runs = claimed.into_iter().map(|c| async move {
         let started = now_ms();
-        let finish = attempt(engine, channels, &c).await;
+        let span = TaskSpan::start(telemetry::DELIVER);
+        let mut read = None;
+        let finish = attempt(engine, channels, &c, &mut read).await;
+        if let Some(task) = read {
+            trace_delivery(span, &task, &c, &finish);
+        }
         if let Err(e) = engine
             .store()
             .finish_delivery(&c, worker, started, now_ms(), &finish)
@@ -358,14 +365,43 @@ pub async fn dispatch_once(engine: &Engine, channels: &Channels, worker: &str) -
     Ok(n)
 }
 
-/// One attempt of `c`, turned into how to settle it.
-async fn attempt(engine: &Engine, channels: &Channels, c: &Claimed) -> Finish {
+/// Ends the `inloop.deliver` span of one attempt: the channel, event, attempt and outcome.
+fn trace_delivery(span: TaskSpan, task: &Task, c: &Claimed, finish: &Finish) {
+    let (outcome, error) = match finish {
+        Finish::Done { .. } => ("done", None),
+        Finish::Skipped { .. } => ("skipped", None),
+        Finish::Retry { error, .. } => ("retry", Some(error.clone())),
+        Finish::Failed { error } => ("failed", Some(error.clone())),
+    };
+    let attrs = vec![
+        KeyValue::new("inloop.delivery.channel", c.channel.clone()),
+        KeyValue::new("inloop.delivery.event", c.event.clone()),
+        KeyValue::new("inloop.delivery.attempt", c.attempt),
+        KeyValue::new("inloop.delivery.outcome", outcome),
+    ];
+    match error {
+        Some(message) => span.end_error(task, attrs, "delivery_failed", message),
+        None => span.end(task, attrs),
+    }
+}
+
+/// One attempt of `c`, turned into how to settle it. The task as read goes to `read` when
+/// tracing is on (its span's parent and attributes).
+async fn attempt(
+    engine: &Engine,
+    channels: &Channels,
+    c: &Claimed,
+    read: &mut Option<Task>,
+) -> Finish {
     let opts = &channels.dispatch;
     let outcome = async {
         let task = engine
             .get(c.task_id)
             .await
             .map_err(|e| DeliveryError::transient(format!("cannot read the task: {e}")))?;
+        if telemetry::enabled() {
+            *read = Some(task.clone());
+        }
         let channel = channels.get(&c.channel)?;
         let shown = if c.event == outbox::ENDED || outbox::is_reminder(&c.event) {
             let rows =

@@ -228,12 +228,19 @@ fn execute(cli: Cli, io: &mut Io) -> Result<i32, Failure> {
             .build()
     }
     .map_err(|e| fail("internal", format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    // Traces of the tasks this command touches, when the OTEL_* variables ask for them.
+    let traced = crate::telemetry::init_from_env("inloop").map_err(|e| fail("config", e))?;
+    let result = runtime.block_on(async {
         let engine = Engine::open(&url, EngineOptions::default()).await?;
         let result = perform(&engine, &url, plan, io).await;
         engine.close().await;
         result
-    })
+    });
+    if traced {
+        // The last spans (the server's shutdown, this command's own) are sent before exit.
+        crate::telemetry::shutdown();
+    }
+    result
 }
 
 /// Checks the arguments and reads any input, before the database is touched.

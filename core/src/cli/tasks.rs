@@ -171,6 +171,10 @@ pub(super) struct CreateArgs {
     /// server's [callbacks] allow-list permits it
     #[arg(long, value_name = "URL")]
     callback_url: Option<String>,
+    /// The W3C trace context the task's life is traced under (the caller's span):
+    /// 00-<trace id>-<span id>-<flags>
+    #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT")]
+    traceparent: Option<String>,
     /// Approval policy (approvers, reminders_ms, escalate, on_timeout; docs/policies.md):
     /// JSON text, @PATH, or @- for stdin
     #[arg(long, value_name = "JSON")]
@@ -289,6 +293,7 @@ fn plan_create(
             requested_by: a.requested_by,
             verification: None,
             callback_url: a.callback_url,
+            traceparent: a.traceparent.filter(|t| !t.trim().is_empty()),
             policy,
         }),
         callback_allow: crate::channels::callback::AllowList::from_config(

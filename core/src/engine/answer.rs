@@ -10,7 +10,9 @@ use crate::model::{Answer, Status, Task};
 use crate::rules;
 use crate::schema::{self, Schema};
 use crate::store::Decision;
+use crate::telemetry::{self, TaskSpan};
 use crate::verify;
+use opentelemetry::KeyValue;
 
 impl Engine {
     /// Submits an answer with direct database access (trusted, like an admin: the SDKs and the
@@ -45,9 +47,29 @@ impl Engine {
     async fn answer_linked(
         &self,
         id: Uuid,
+        answer: Answer,
+        who: &Principal,
+        link: Option<&crate::store::outbox::LinkUse>,
+    ) -> Result<Task> {
+        let mut spans = Spans {
+            answer: Some(TaskSpan::start(telemetry::ANSWER)),
+            rules: Some(TaskSpan::start(telemetry::VERIFY)),
+            channel: telemetry::enabled().then(|| answer.channel.clone()),
+        };
+        let result = self.answer_traced(id, answer, who, link, &mut spans).await;
+        if let (Err(e), Some(span)) = (&result, spans.answer.take()) {
+            span.fail_unread(&id, e); // refused before the task was read
+        }
+        result
+    }
+
+    async fn answer_traced(
+        &self,
+        id: Uuid,
         mut answer: Answer,
         who: &Principal,
         link: Option<&crate::store::outbox::LinkUse>,
+        spans: &mut Spans,
     ) -> Result<Task> {
         if let Principal::User(u) = who {
             answer.by = u.name.clone();
@@ -134,7 +156,15 @@ impl Engine {
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
-        match result? {
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                spans.end(&after, Some(&e));
+                return Err(e);
+            }
+        };
+        spans.end(&after, None);
+        match result {
             rules::Submitted::Accepted => Ok(after),
             rules::Submitted::Verifying { token } => {
                 // The LLM call runs outside any transaction or lock, in its own task: a caller
@@ -165,4 +195,42 @@ fn answer_errors(t: &Task, response: &serde_json::Value) -> Result<Option<Error>
     let mut errors = Schema::compile("response_schema", &t.response_schema)?.errors(response);
     errors.extend(nul_errors(response));
     Ok((!errors.is_empty()).then_some(Error::InvalidAnswer { errors }))
+}
+
+/// The spans of one answer: `inloop.answer`, and `inloop.verify` for the rules of a task
+/// with verification (the LLM verifier has its own, `engine/verdicts.rs`).
+struct Spans {
+    answer: Option<TaskSpan>,
+    rules: Option<TaskSpan>,
+    channel: Option<String>,
+}
+
+impl Spans {
+    /// Ends both spans with the task as the answer left it (`e`: why it was refused).
+    fn end(&mut self, after: &Task, e: Option<&Error>) {
+        let Some(answer) = self.answer.take() else {
+            return;
+        };
+        let rules = self.rules.take();
+        if !telemetry::enabled() {
+            return;
+        }
+        let channel = self.channel.take().unwrap_or_default();
+        if let (Some(span), true) = (rules, after.verification.is_some()) {
+            let mut attrs = vec![KeyValue::new("inloop.verify.verifier", "rules")];
+            match e {
+                Some(Error::VerificationRejected { .. }) => {
+                    attrs.push(KeyValue::new("inloop.verify.verdict", "reject"))
+                }
+                Some(_) => {}
+                None => attrs.push(KeyValue::new("inloop.verify.verdict", "pass")),
+            }
+            span.end(after, attrs);
+        }
+        let attrs = vec![KeyValue::new("inloop.answer.channel", channel)];
+        match e {
+            Some(e) => answer.fail(after, e),
+            None => answer.end(after, attrs),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{Created, NewTask, Status, Task};
 use crate::schema::{self, Schema};
 use crate::store::NewAudit;
+use crate::telemetry;
 
 impl Engine {
     /// Creates the task, or returns the one its `(namespace, key)` already names. The same key
@@ -28,7 +29,21 @@ impl Engine {
         Ok(Prepared { task, requested_by })
     }
 
-    pub(super) async fn insert(&self, p: Prepared) -> Result<Created> {
+    pub(super) async fn insert(&self, mut p: Prepared) -> Result<Created> {
+        let span = telemetry::CreateSpan::start(p.task.traceparent.as_deref());
+        if p.task.traceparent.is_none() {
+            // Without the agent's trace context, the task's life hangs under its creation.
+            p.task.traceparent = span.traceparent();
+        }
+        let result = self.insert_traced(p).await;
+        match &result {
+            Ok(c) => span.end(&c.task, c.created),
+            Err(e) => span.fail(e),
+        }
+        result
+    }
+
+    async fn insert_traced(&self, p: Prepared) -> Result<Created> {
         let Prepared { task, requested_by } = p;
         let mut data = json!({ "digest": task.digest, "deadline": task.deadline.map(crate::model::format_ms) });
         if let Some(url) = &task.callback_url {
@@ -114,6 +129,9 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
     if let Some(v) = &new.verification {
         v.check()?;
     }
+    if let Some(tp) = &new.traceparent {
+        telemetry::parse_traceparent(tp)?;
+    }
     let policy = new.policy.filter(|p| !p.is_empty());
     let mut assign_to = new.assign_to;
     let timers = match &policy {
@@ -170,6 +188,7 @@ fn prepare(new: NewTask, now: i64) -> Result<Task> {
         votes: Vec::new(),
         timers,
         callback_url,
+        traceparent: new.traceparent,
     })
 }
 

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{Answer, Task};
 use crate::rules;
 use crate::store::Decision;
+use crate::telemetry::{self, TaskSpan};
 use crate::verify::{self, Judged, Verdict};
 
 /// The verdict of a verifier that runs in the agent (the SDKs' `verifier=`), on the answer the
@@ -92,7 +93,9 @@ impl Engine {
             answered_by: &answer.by,
             previous: &task.rejections,
         };
+        let span = TaskSpan::start(telemetry::VERIFY);
         let judged = verify::llm::verify(http, &self.inner.opts.verifiers, spec, &ctx).await;
+        span.end(&task, judged_attrs(&judged));
         let id = task.id;
         let now = self.now();
         let (after, result) = self
@@ -141,6 +144,7 @@ impl Engine {
         v: AgentVerdict,
         who: &Principal,
     ) -> Result<Task> {
+        let span = TaskSpan::start(telemetry::VERIFY);
         let judged = v.judged()?;
         let by = v.by.clone().unwrap_or_else(|| judged.verifier.clone());
         check_actor(&by)?;
@@ -160,9 +164,26 @@ impl Engine {
         if after.status.is_final() {
             self.inner.hub.wake(&id);
         }
+        match &result {
+            Ok(()) | Err(Error::VerificationRejected { .. }) => {
+                span.end(&after, judged_attrs(&judged))
+            }
+            Err(e) => span.fail(&after, e),
+        }
         match result {
             Ok(()) | Err(Error::VerificationRejected { .. }) => Ok(after),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The attributes of an `inloop.verify` span: which verifier, and its verdict.
+fn judged_attrs(j: &Judged) -> Vec<opentelemetry::KeyValue> {
+    if !telemetry::enabled() {
+        return Vec::new();
+    }
+    vec![
+        opentelemetry::KeyValue::new("inloop.verify.verifier", j.verifier.clone()),
+        opentelemetry::KeyValue::new("inloop.verify.verdict", j.verdict.as_str()),
+    ]
 }

@@ -9,6 +9,7 @@ use super::Engine;
 use crate::error::Result;
 use crate::model::{NewTask, Task};
 use crate::rules;
+use crate::telemetry::{self, TaskSpan};
 use crate::wait::Subscription;
 
 impl Engine {
@@ -88,6 +89,14 @@ impl Engine {
     /// `await_human` does, in one call. A fresh task is subscribed to before it is inserted,
     /// so no read is needed before parking.
     pub async fn ask(&self, new: NewTask) -> Result<Task> {
+        let span = TaskSpan::start(telemetry::RESUME);
+        let ended = self.ask_traced(new).await?;
+        span.end(&ended, Vec::new());
+        rules::outcome(ended)
+    }
+
+    /// [`Engine::ask`] up to the ended task (not yet turned into an outcome).
+    async fn ask_traced(&self, new: NewTask) -> Result<Task> {
         self.start_background();
         let task = self.prepare_new(new)?;
         let sub = self.inner.hub.subscribe(task.id);
@@ -96,17 +105,21 @@ impl Engine {
         if created.created {
             let id = created.task.id;
             let known = Some(Box::new(created.task));
-            rules::outcome(Box::pin(self.park(&sub, id, None, seen, known)).await?)
+            Box::pin(self.park(&sub, id, None, seen, known)).await
         } else {
             drop(sub);
-            self.await_response(created.task.id).await
+            self.wait(created.task.id, None).await
         }
     }
 
     /// Waits for the task's outcome: the completed task, or [`Error::TimedOut`] /
-    /// [`Error::Cancelled`]. Never returns a pending task.
+    /// [`Error::Cancelled`]. Never returns a pending task. Traced as `inloop.resume` (the
+    /// span covers the wait).
     pub async fn await_response(&self, id: Uuid) -> Result<Task> {
-        rules::outcome(self.wait(id, None).await?)
+        let span = TaskSpan::start(telemetry::RESUME);
+        let ended = self.wait(id, None).await?;
+        span.end(&ended, Vec::new());
+        rules::outcome(ended)
     }
 }
 

@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cluster_state",
         include_str!("../../migrations/postgres/0009_cluster_state.sql"),
     ),
+    (
+        10,
+        "traceparent",
+        include_str!("../../migrations/postgres/0010_traceparent.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

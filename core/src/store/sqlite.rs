@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cluster_state",
         include_str!("../../migrations/sqlite/0009_cluster_state.sql"),
     ),
+    (
+        10,
+        "traceparent",
+        include_str!("../../migrations/sqlite/0010_traceparent.sql"),
+    ),
 ];
 
 /// The SQLite store.

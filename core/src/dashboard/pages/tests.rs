@@ -74,6 +74,7 @@ fn task(status: Status) -> Task {
         votes: vec![],
         timers: vec![],
         callback_url: None,
+        traceparent: None,
     }
 }
 

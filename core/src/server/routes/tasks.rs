@@ -41,8 +41,19 @@ use crate::server::{AppState, WAIT_DEFAULT_MS, WAIT_MAX_MS};
 pub(crate) async fn create_task(
     State(state): State<AppState>,
     Caller(key): Caller,
+    headers: axum::http::HeaderMap,
     JsonBody(mut new): JsonBody<NewTask>,
 ) -> Result<Response, ApiError> {
+    if new.traceparent.is_none()
+        && let Some(v) = headers.get("traceparent")
+    {
+        // W3C propagation over HTTP: the caller's span, when the body names none.
+        new.traceparent = Some(
+            v.to_str()
+                .map_err(|_| Error::InvalidArgument("the traceparent header is not text".into()))?
+                .to_string(),
+        );
+    }
     match new.namespace.as_deref() {
         Some(ns) if ns != key.namespace => {
             return Err(Error::Forbidden(format!(

@@ -19,7 +19,7 @@ macro_rules! task_cols {
          assign_to, status, response, answered_by, answered_via, cancelled_by, cancel_reason, \
          created_at, updated_at, deadline, ended_at, claimed_by, claimed_at, verification, attempts, \
          rejections, verify_token, verifying_until, requested_by, policy, votes, timers, \
-         callback_url"
+         callback_url, traceparent"
     };
 }
 

@@ -57,6 +57,7 @@ macro_rules! sql_tasks {
                 timers: serde_json::from_value(r.try_get::<Json<Value>, _>("timers")?.0)
                     .map_err(|e| Error::Internal(format!("stored timers: {e}")))?,
                 callback_url: r.try_get("callback_url")?,
+                traceparent: r.try_get("traceparent")?,
             })
         }
 
@@ -74,7 +75,7 @@ macro_rules! sql_tasks {
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO inloop_tasks (", task_cols!(), ", audit_seq, audit_head, next_timer_at) VALUES ",
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, ",
-                    "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35) ",
+                    "$23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36) ",
                     "ON CONFLICT (namespace, key) DO NOTHING"
                 ))
                 .bind(t.id.to_string())
@@ -109,6 +110,7 @@ macro_rules! sql_tasks {
                 .bind(Json(serde_json::to_value(&t.votes).unwrap_or(Value::Null)))
                 .bind(Json(serde_json::to_value(&t.timers).unwrap_or(Value::Null)))
                 .bind(&t.callback_url)
+                .bind(&t.traceparent)
                 .bind(head.0)
                 .bind(&head.1)
                 .bind(crate::policy::next_timer(&t.timers))
