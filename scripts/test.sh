@@ -43,6 +43,10 @@ say "Python tests (SQLite and PostgreSQL, and cross-language with TypeScript)"
 export INLOOP_REQUIRE_TS=1
 (cd python && python -m pytest -q)
 
+say "Release artifacts (scripts/release.sh --fast) and the no-toolchain install test"
+scripts/release.sh --fast --out "$CARGO_TARGET_DIR/inloop-dist-fast"
+tests/release/install.sh "$CARGO_TARGET_DIR/inloop-dist-fast"
+
 say "REST API fuzzing (schemathesis from the OpenAPI document, SQLite and PostgreSQL)"
 scripts/fuzz.sh
 
