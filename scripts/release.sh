@@ -10,9 +10,11 @@
 #   SHA256SUMS
 # Users install them without Rust: see the README's "Install" section.
 #
-# usage: scripts/release.sh [--fast] [--out DIR]
+# usage: scripts/release.sh [--fast | --dev] [--out DIR]
 #   --fast   Cargo profile release-fast (no LTO, 16 codegen units, incremental) instead of the
-#            default dist (release + fat LTO, one codegen unit): what scripts/test.sh uses.
+#            default dist (release + fat LTO, one codegen unit).
+#   --dev    Cargo's dev profile (unoptimised): the same artifacts and layout from the build
+#            the tests already made, so scripts/test.sh checks packaging in about a minute.
 #   --out    where to put the artifacts (default dist/; emptied first).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -22,9 +24,10 @@ OUT="$ROOT/dist"
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) PROFILE=release-fast ;;
+    --dev) PROFILE=dev ;;
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$(realpath -m "$2"); shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    *) die "unknown argument: $1 (usage: scripts/release.sh [--fast] [--out DIR])" ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (usage: scripts/release.sh [--fast | --dev] [--out DIR])" ;;
   esac
   shift
 done
@@ -42,7 +45,11 @@ for f in python/pyproject.toml typescript/package.json typescript/npm/$NAPI_PLAT
   grep -q "\"$VERSION\"" "$f" || die "$f does not say version $VERSION (Cargo.toml's): bump them together"
 done
 
-BUILD="$CARGO_TARGET_DIR/$TRIPLE/$PROFILE"
+# Cargo puts the dev profile's output in debug/, every other profile's under its name.
+BUILD="$CARGO_TARGET_DIR/$TRIPLE/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
+# napi looks for the artifact under the profile's name: for dev, let it default (debug/).
+NAPI_PROFILE=(--profile "$PROFILE")
+[ "$PROFILE" = dev ] && NAPI_PROFILE=()
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 rm -rf "$OUT"
@@ -87,6 +94,11 @@ say "the sdist (maturin sdist), and a wheel built from it"
   || { cat "$STAGE/sdist.log" >&2; die "maturin sdist failed"; }
 SDIST="$OUT/inloop-$VERSION.tar.gz"
 [ -f "$SDIST" ] || { cat "$STAGE/sdist.log" >&2; die "no $SDIST"; }
+if [ "$PROFILE" = dev ]; then
+  # The test command's run: building the whole tree again from the unpacked sdist costs minutes
+  # and proves nothing the packaging test needs; a real release (no --dev) does it.
+  echo "    --dev: no wheel built from the sdist (scripts/release.sh without --dev checks that)"
+else
 # Built in a fixed directory (files rewritten only when they changed), so that a second run
 # rebuilds incrementally; the wheel it makes is checked and thrown away.
 SDIST_DIR="$CARGO_TARGET_DIR/inloop-sdist-check"
@@ -120,9 +132,10 @@ EOF
 (cd "$SDIST_DIR/inloop-$VERSION" && maturin build --quiet --profile "$PROFILE" \
   --features pyo3/abi3-py310 -o "$STAGE/from-sdist") >"$STAGE/sdist-build.log" 2>&1 \
   || { cat "$STAGE/sdist-build.log" >&2; die "a wheel does not build from the sdist $SDIST"; }
-python -m zipfile -l "$STAGE"/from-sdist/*.whl | grep -q 'inloop/_native\.abi3\.so' \
+python -m zipfile -l "$STAGE"/from-sdist/*.whl | grep 'inloop/_native\.abi3\.so' >/dev/null \
   || die "the wheel built from the sdist has no inloop/_native.abi3.so"
 echo "    a wheel builds from $(basename "$SDIST")"
+fi
 
 say "the npm packages (napi build --profile $PROFILE, tsc, npm pack)"
 [ -x typescript/node_modules/.bin/napi ] \
@@ -131,7 +144,7 @@ MAIN="$STAGE/npm/inloop"
 PLATFORM="$STAGE/npm/inloop-$NAPI_PLATFORM"
 mkdir -p "$MAIN/native" "$PLATFORM"
 (cd typescript && npx napi build --manifest-path ../bindings-node/Cargo.toml --platform \
-  --profile "$PROFILE" --strip --output-dir "$STAGE/napi" --js index.cjs --dts index.d.ts \
+  "${NAPI_PROFILE[@]}" --strip --output-dir "$STAGE/napi" --js index.cjs --dts index.d.ts \
   --target "$TRIPLE") >"$STAGE/napi.log" 2>&1 \
   || { cat "$STAGE/napi.log" >&2; die "napi build failed"; }
 cmp -s "$STAGE/napi/index.d.ts" typescript/native/index.d.ts \
@@ -159,8 +172,8 @@ cp "$STAGE/napi/inloop.$NAPI_PLATFORM.node" "$PLATFORM/"
   || die "npm pack inloop-$NAPI_PLATFORM failed"
 [ -f "$OUT/inloop-$VERSION.tgz" ] && [ -f "$OUT/inloop-$NAPI_PLATFORM-$VERSION.tgz" ] \
   || { ls "$OUT" >&2; die "npm pack did not write the two tarballs"; }
-tar -tzf "$OUT/inloop-$VERSION.tgz" | grep -q '\.node$' && die "the main npm package must not hold the addon"
-tar -tzf "$OUT/inloop-$NAPI_PLATFORM-$VERSION.tgz" | grep -qx "package/inloop.$NAPI_PLATFORM.node" \
+tar -tzf "$OUT/inloop-$VERSION.tgz" | grep '\.node$' >/dev/null && die "the main npm package must not hold the addon"
+tar -tzf "$OUT/inloop-$NAPI_PLATFORM-$VERSION.tgz" | grep -x "package/inloop.$NAPI_PLATFORM.node" >/dev/null \
   || die "the platform package has no inloop.$NAPI_PLATFORM.node"
 
 (cd "$OUT" && sha256sum -- * > SHA256SUMS)

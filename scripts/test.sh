@@ -49,9 +49,9 @@ python tests/chaos/chaos.py
 say "CrewAI adapter tests (their own environment, .venv-crewai: crewai's pins conflict with ours)"
 bash scripts/test-crewai.sh
 
-say "Release artifacts (scripts/release.sh --fast) and the no-toolchain install test"
-scripts/release.sh --fast --out "$CARGO_TARGET_DIR/inloop-dist-fast"
-tests/release/install.sh "$CARGO_TARGET_DIR/inloop-dist-fast"
+say "Release artifacts (scripts/release.sh --dev: the layout, from the test build) and the no-toolchain install test"
+scripts/release.sh --dev --out "$CARGO_TARGET_DIR/inloop-dist-dev"
+tests/release/install.sh "$CARGO_TARGET_DIR/inloop-dist-dev"
 
 say "REST API fuzzing (schemathesis from the OpenAPI document, SQLite and PostgreSQL)"
 scripts/fuzz.sh

@@ -78,7 +78,7 @@ pin() { node -p "require('$ROOT/typescript/package.json').devDependencies['$1']"
   "zod@$(pin zod)" "typescript@$(pin typescript)" "@types/node@$(pin @types/node)" >/dev/null)
 addon="$WORK/node/node_modules/inloop-linux-x64-gnu/inloop.linux-x64-gnu.node"
 [ -f "$addon" ] || die "npm did not install the platform package's addon"
-find "$WORK/node/node_modules/inloop" -name '*.node' | grep -q . \
+find "$WORK/node/node_modules/inloop" -name '*.node' | grep . >/dev/null \
   && die "the main package holds an addon: it must come from the platform package"
 cmp -s "$addon" <(tar -xzOf "$NPM_PLATFORM" package/inloop.linux-x64-gnu.node) \
   || die "the installed addon is not the one in $(basename "$NPM_PLATFORM")"
@@ -95,7 +95,7 @@ quickstart() {
   PIDS+=("$pid")
   local i=0
   until INLOOP_DATABASE_URL=$url "$BIN" tasks list --status pending --key-prefix "$key" --json 2>/dev/null \
-      | grep -q "\"$key\""; do
+      | grep "\"$key\"" >/dev/null; do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$name: the agent exited before its task was pending"; }
     i=$((i + 1))
     [ $i -lt 600 ] || { cat "$log" >&2; die "$name: no pending task with key $key after 60 s"; }
