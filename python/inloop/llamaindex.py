@@ -37,8 +37,6 @@ Needs ``pip install 'inloop[llamaindex]'`` (``llama-index-workflows``, which
 from __future__ import annotations
 
 import copy
-import os
-import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,9 +52,17 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "inloop.llamaindex needs LlamaIndex workflows: pip install 'inloop[llamaindex]'"
     ) from e
 
-from ._adapters import wait_all
+from ._adapters import (
+    already_resumed,
+    check_run_id,
+    claim_stop,
+    latest_record,
+    pending_record,
+    runs_namespace,
+    wait_all,
+)
 from .client import Client, Timeout, default_client
-from .errors import Cancelled, Conflict, InvalidArgument, NotFound, TimedOut, VerificationExhausted
+from .errors import Cancelled, InvalidArgument, NotFound, TimedOut, VerificationExhausted
 from .types import Status, Task
 from .verifiers import Verification, Verifier
 
@@ -75,7 +81,6 @@ __all__ = [
 KEY_PREFIX = "llamaindex:"
 RECORD_PREFIX = "llamaindex-run:"
 _RECORD_SCHEMA: dict[str, Any] = {"type": "object"}
-_MAX_ROUNDS = 1000
 
 #: The response event class(es) a run's requests are answered with: one ``HumanResponseEvent``
 #: subclass for every request, or one per ``InputRequiredEvent`` subclass (a mapping).
@@ -210,18 +215,6 @@ def _not_answered(task: Task) -> Exception:
     return VerificationExhausted(msg, details=details)
 
 
-def _check_run_id(run_id: object) -> str:
-    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 200:
-        raise InvalidArgument(
-            f"run_id must be a non-empty string of at most 200 characters, not {run_id!r}"
-        )
-    return run_id
-
-
-def _record_namespace(client: Client, override: str | None) -> str:
-    return override or f"{client.namespace}.runs"
-
-
 def _title(ev: InputRequiredEvent, title: str | Callable[[InputRequiredEvent], str] | None) -> str:
     if callable(title):
         return title(ev)
@@ -309,12 +302,7 @@ class PendingRun:
             classes.append(cls)
         events = [response_event(t, c) for t, c in zip(tasks, classes, strict=True)
                   if t.status is Status.COMPLETED]  # fmt: skip
-        holder = f"{socket.gethostname()}:{os.getpid()}"
-        try:
-            await self.client.answer(
-                self.record_id, {"resumed_by": holder}, by=holder, channel="llamaindex"
-            )
-        except Conflict:
+        if not await claim_stop(self.client, self.record_id, "llamaindex"):
             return None
         for t in tasks:
             if t.status is not Status.COMPLETED:
@@ -341,10 +329,9 @@ class PendingRun:
             pending = await PendingRun.load("refund-A-1", client=client)
         """
         c = client or default_client()
-        found = await _latest(c, _check_run_id(run_id), record_namespace)
-        if found is None or found.status is not Status.PENDING:
-            ns = _record_namespace(c, record_namespace)
-            raise NotFound(f"no LlamaIndex workflow run {run_id!r} waiting in namespace {ns}")
+        found = await pending_record(
+            c, record_key, run_id, record_namespace, "LlamaIndex workflow run"
+        )
         return cls._from_record(found, c)
 
     @classmethod
@@ -359,21 +346,6 @@ class PendingRun:
             client=client,
             response_types=list(p["response_types"]),
         )
-
-
-async def _latest(client: Client, run_id: str, record_namespace: str | None) -> Task | None:
-    """The record of the run's newest round, or ``None`` (rounds are 1, 2, ...)."""
-    ns = _record_namespace(client, record_namespace)
-    latest: Task | None = None
-    for n in range(1, _MAX_ROUNDS + 1):
-        try:
-            record = await client.get_by_key(record_key(run_id, n), namespace=ns)
-        except NotFound:
-            return latest
-        if record.namespace != ns:  # remote mode looks in the key's namespace only
-            return latest
-        latest = record
-    return latest
 
 
 async def request_input(
@@ -403,11 +375,11 @@ async def request_input(
         pending = await request_input(handler.ctx.to_dict(), [ev], RefundDecision,
                                       run_id="refund-A-1")
     """
-    rid = _check_run_id(run_id)
+    rid = check_run_id(run_id)
     if not requests:
         raise InvalidArgument("request_input() needs at least one InputRequiredEvent")
     c = client or default_client()
-    latest = await _latest(c, rid, record_namespace)
+    latest = await latest_record(c, record_key, rid, record_namespace)
     rnd = 1 if latest is None else int(latest.payload["round"])
     if latest is not None and latest.status is not Status.PENDING:
         rnd += 1  # the last stop was resumed: this is the next one
@@ -448,7 +420,7 @@ async def request_input(
         },
         response=_RECORD_SCHEMA,
         key=record_key(rid, rnd),
-        namespace=_record_namespace(c, record_namespace),
+        namespace=runs_namespace(c, record_namespace),
     )
     return PendingRun._from_record(record, c)
 
@@ -508,24 +480,18 @@ async def run(
                            start={"order_id": "A-1", "amount": 500.0},
                            timeout=timedelta(hours=4), notify=["slack:#refunds"])
     """
-    rid = _check_run_id(run_id)
+    rid = check_run_id(run_id)
     if not isinstance(workflow, Workflow):
         raise InvalidArgument(f"workflow must be a workflows.Workflow, not {workflow!r}")
     c = client or default_client()
-    latest = await _latest(c, rid, record_namespace)
+    latest = await latest_record(c, record_key, rid, record_namespace)
     handler: WorkflowHandler | None
     if latest is not None and latest.status is Status.PENDING:
         handler = await PendingRun._from_record(latest, c).resume(
             workflow, response, verifier=verifier, serializer=serializer
         )
     elif latest is not None:
-        # Its last stop was claimed: the run went on (or is going on) elsewhere. Starting it
-        # again could repeat its side effects, so this is refused.
-        raise Conflict(
-            f"the LlamaIndex workflow run {rid!r} was already resumed after its stop "
-            f"{latest.payload.get('round')}; use a new run_id for a new run",
-            details={"record_id": latest.id, "resumed_by": latest.answered_by},
-        )
+        raise already_resumed(latest, rid, "LlamaIndex workflow run")
     elif start is None:
         raise NotFound(f"no LlamaIndex workflow run {rid!r} is waiting, and no start to begin one")
     elif isinstance(start, StartEvent):

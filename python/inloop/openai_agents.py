@@ -25,8 +25,6 @@ Needs ``pip install 'inloop[openai-agents]'``. See docs/adapters.md.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +37,20 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "inloop.openai_agents needs the OpenAI Agents SDK: pip install 'inloop[openai-agents]'"
     ) from e
 
-from ._adapters import ArgumentsChanged, args_digest, no_answer, wait_all
+from ._adapters import (
+    ArgumentsChanged,
+    already_resumed,
+    args_digest,
+    check_run_id,
+    claim_stop,
+    latest_record,
+    no_answer,
+    pending_record,
+    runs_namespace,
+    wait_all,
+)
 from .client import Client, Timeout, default_client
-from .errors import Conflict, InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound
 from .types import Status, Task
 from .verifiers import Verification, Verifier
 
@@ -60,7 +69,6 @@ __all__ = [
 KEY_PREFIX = "openai-agents:"
 RECORD_PREFIX = "openai-agents-run:"
 _RECORD_SCHEMA: dict[str, Any] = {"type": "object"}
-_MAX_ROUNDS = 1000
 
 
 def call_key(run_id: str, call_id: str) -> str:
@@ -100,18 +108,6 @@ def approval_schema() -> dict[str, Any]:
         "required": ["decision"],
         "additionalProperties": False,
     }
-
-
-def _check_run_id(run_id: object) -> str:
-    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 200:
-        raise InvalidArgument(
-            f"run_id must be a non-empty string of at most 200 characters, not {run_id!r}"
-        )
-    return run_id
-
-
-def _record_namespace(client: Client, override: str | None) -> str:
-    return override or f"{client.namespace}.runs"
 
 
 def _arguments(item: ToolApprovalItem) -> Any:
@@ -240,12 +236,7 @@ class PendingRun:
                 return None
         state = await RunState.from_json(agent, self.state)
         decide(state, tasks)
-        holder = f"{socket.gethostname()}:{os.getpid()}"
-        try:
-            await self.client.answer(
-                self.record_id, {"resumed_by": holder}, by=holder, channel="openai-agents"
-            )
-        except Conflict:
+        if not await claim_stop(self.client, self.record_id, "openai-agents"):
             return None
         return await Runner.run(agent, state, **run_kwargs)
 
@@ -265,10 +256,7 @@ class PendingRun:
             pending = await PendingRun.load("order-A-1", client=client)
         """
         c = client or default_client()
-        found = await _latest(c, _check_run_id(run_id), record_namespace)
-        if found is None or found.status is not Status.PENDING:
-            ns = _record_namespace(c, record_namespace)
-            raise NotFound(f"no OpenAI Agents run {run_id!r} waiting in namespace {ns}")
+        found = await pending_record(c, record_key, run_id, record_namespace, "OpenAI Agents run")
         return cls._from_record(found, c)
 
     @classmethod
@@ -282,21 +270,6 @@ class PendingRun:
             record_id=record.id,
             client=client,
         )
-
-
-async def _latest(client: Client, run_id: str, record_namespace: str | None) -> Task | None:
-    """The record of the run's newest round, or ``None`` (rounds are 1, 2, ...)."""
-    ns = _record_namespace(client, record_namespace)
-    latest: Task | None = None
-    for n in range(1, _MAX_ROUNDS + 1):
-        try:
-            record = await client.get_by_key(record_key(run_id, n), namespace=ns)
-        except NotFound:
-            return latest
-        if record.namespace != ns:  # remote mode looks in the key's namespace only
-            return latest
-        latest = record
-    return latest
 
 
 async def request_approvals(
@@ -323,7 +296,7 @@ async def request_approvals(
         if result.interruptions:
             pending = await request_approvals(result, run_id="order-A-1")
     """
-    rid = _check_run_id(run_id)
+    rid = check_run_id(run_id)
     if not result.interruptions:
         raise InvalidArgument("request_approvals() takes a run that stopped on interruptions")
     c = client or default_client()
@@ -341,7 +314,7 @@ async def request_approvals(
             verification=verification,
         )
     task_ids = {cid: t.id for cid, t in tasks.items()}
-    latest = await _latest(c, rid, record_namespace)
+    latest = await latest_record(c, record_key, rid, record_namespace)
     if latest is not None and latest.payload.get("tasks") == task_ids:
         return PendingRun._from_record(latest, c)  # this very stop, recorded before
     rnd = 1 if latest is None else int(latest.payload["round"]) + 1
@@ -355,7 +328,7 @@ async def request_approvals(
         },
         response=_RECORD_SCHEMA,
         key=record_key(rid, rnd),
-        namespace=_record_namespace(c, record_namespace),
+        namespace=runs_namespace(c, record_namespace),
     )
     return PendingRun._from_record(record, c)
 
@@ -391,22 +364,16 @@ async def run(
         result = await run(agent, "Refund order A-1", run_id="order-A-1",
                            timeout=timedelta(hours=4), notify=["slack:#refunds"])
     """
-    rid = _check_run_id(run_id)
+    rid = check_run_id(run_id)
     c = client or default_client()
-    latest = await _latest(c, rid, record_namespace)
+    latest = await latest_record(c, record_key, rid, record_namespace)
     result: RunResult | None
     if latest is not None and latest.status is Status.PENDING:
         result = await PendingRun._from_record(latest, c).resume(
             agent, verifier=verifier, **run_kwargs
         )
     elif latest is not None:
-        # Its last stop was claimed: the run went on (or is going on) elsewhere. Starting it
-        # again could repeat approved side effects, so this is refused.
-        raise Conflict(
-            f"the OpenAI Agents run {rid!r} was already resumed after its stop "
-            f"{latest.payload.get('round')}; use a new run_id for a new run",
-            details={"record_id": latest.id, "resumed_by": latest.answered_by},
-        )
+        raise already_resumed(latest, rid, "OpenAI Agents run")
     elif input is None:
         raise NotFound(f"no OpenAI Agents run {rid!r} is waiting, and no input to start one")
     else:

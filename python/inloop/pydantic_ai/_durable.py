@@ -4,8 +4,6 @@ and is resumed later, in this process or another."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,18 +13,14 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults
 
-from .._adapters import wait_all
+from .._adapters import claim_stop, runs_namespace, wait_all
 from ..client import Client, Timeout, default_client
-from ..errors import Conflict, NotFound
+from ..errors import NotFound
 from ..types import Status, Task
 from ._forms import build_results, create_tasks, tool_schemas
 
 _REQUESTS = TypeAdapter(DeferredToolRequests)
 _RECORD_SCHEMA: dict[str, Any] = {"type": "object"}
-
-
-def _record_namespace(client: Client, override: str | None) -> str:
-    return override or f"{client.namespace}.runs"
 
 
 @dataclass(frozen=True)
@@ -91,12 +85,7 @@ class PendingRun:
         results = await self.results(wait=wait)
         if results is None:
             return None
-        holder = f"{socket.gethostname()}:{os.getpid()}"
-        try:
-            await self.client.answer(
-                self.record_id, {"resumed_by": holder}, by=holder, channel="pydantic-ai"
-            )
-        except Conflict:
+        if not await claim_stop(self.client, self.record_id, "pydantic-ai"):
             return None
         return await agent.run(
             message_history=self.history(), deferred_tool_results=results, **run_kwargs
@@ -114,7 +103,7 @@ class PendingRun:
             pending = await PendingRun.load("order-A-1", client=client)
         """
         c = client or default_client()
-        ns = _record_namespace(c, record_namespace)
+        ns = runs_namespace(c, record_namespace)
         key = f"pydantic-ai-run:{run_id}"
         try:
             record: Task | None = await c.get_by_key(key, namespace=ns)
@@ -184,6 +173,6 @@ async def request_humans(
         },
         response=_RECORD_SCHEMA,
         key=f"pydantic-ai-run:{rid}",
-        namespace=_record_namespace(c, record_namespace),
+        namespace=runs_namespace(c, record_namespace),
     )
     return PendingRun._from_record(record, c)
