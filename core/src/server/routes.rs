@@ -34,6 +34,11 @@ fn channel(key: &ApiKey) -> String {
     format!("api:{}", key.id)
 }
 
+/// Who acts when a request names nobody in `by`: `apikey:<key name>`.
+fn actor(key: &ApiKey, by: Option<String>) -> String {
+    by.unwrap_or_else(|| format!("apikey:{}", key.name))
+}
+
 /// The OpenAPI document of the server.
 #[derive(OpenApi)]
 #[openapi(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{NamespaceParam, as_principal};
+use super::{NamespaceParam, actor, as_principal};
 use crate::apikeys::ApiKey;
 use crate::effects::{Begin, Effect, EffectEvent, EffectFilter, Resolve};
 use crate::error::Error;
@@ -133,7 +133,7 @@ pub(crate) async fn begin_effect(
     OptionalJson(body): OptionalJson<BeginBody>,
 ) -> Result<Json<Begin>, ApiError> {
     let ns = effect_namespace(&key, p.namespace)?;
-    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    let by = actor(&key, body.by);
     let begun = state
         .engine
         .effect_begin(
@@ -261,9 +261,7 @@ pub(crate) async fn resolve_effect(
     JsonBody(mut body): JsonBody<Resolve>,
 ) -> Result<Json<Effect>, ApiError> {
     let ns = effect_namespace(&key, p.namespace)?;
-    if body.by.as_deref().is_none_or(|b| b.trim().is_empty()) {
-        body.by = Some(format!("apikey:{}", key.name));
-    }
+    body.by = Some(actor(&key, body.by.filter(|b| !b.trim().is_empty())));
     let resolved = state
         .engine
         .effect_resolve(&ns, &effect, body, &as_principal(&key))

@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{NamespaceParam, as_principal, channel, own_task};
+use super::{NamespaceParam, actor, as_principal, channel, own_task};
 use crate::apikeys::ApiKey;
 use crate::engine::AgentVerdict;
 use crate::error::Error;
@@ -221,7 +221,7 @@ pub(crate) async fn answer_task(
 ) -> Result<Json<Task>, ApiError> {
     let answer = Answer {
         response: body.response,
-        by: body.by.unwrap_or_else(|| format!("apikey:{}", key.name)),
+        by: actor(&key, body.by),
         channel: channel(&key),
     };
     let result = state
@@ -261,7 +261,7 @@ pub(crate) async fn cancel_task(
     TaskId(id): TaskId,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Result<Json<Task>, ApiError> {
-    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    let by = actor(&key, body.by);
     Ok(Json(
         state
             .engine
@@ -349,7 +349,7 @@ async fn claim_or_release(
     body: ClaimBody,
     claim: bool,
 ) -> Result<Json<Task>, ApiError> {
-    let by = body.by.unwrap_or_else(|| format!("apikey:{}", key.name));
+    let by = actor(key, body.by);
     let (who, channel) = (as_principal(key), channel(key));
     let task = if claim {
         state.engine.claim(id, &by, &channel, &who).await?
