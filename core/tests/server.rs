@@ -2,6 +2,8 @@
 //! HTTP client, on both backends (see `conformance.rs` for running the PostgreSQL variants).
 
 mod common;
+#[path = "common/cut_proxy.rs"]
+mod cut_proxy;
 
 use std::time::Duration;
 
@@ -1358,54 +1360,15 @@ async fn claim_and_release_through_the_api(db: Db) {
     srv.shutdown().await;
 }
 
-/// A loopback TCP proxy to `upstream` that can be cut: every open connection dropped and the
-/// port closed, as when the database host goes away.
-struct CutProxy {
-    addr: std::net::SocketAddr,
-    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl CutProxy {
-    async fn start(upstream: String) -> CutProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let conns = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-                conns.lock().unwrap().push(conn);
-            }
-        });
-        tasks.lock().unwrap().push(accept);
-        CutProxy { addr, tasks }
-    }
-
-    fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-}
-
 /// Found by the chaos suite (tests/chaos, PostgreSQL stopped under a server): while the
 /// database was away, `/readyz` took the pool's whole acquire timeout (10 s) to say 503,
 /// longer than any probe waits. It must say 503 within its own bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readyz_says_503_promptly_while_the_database_is_away() {
     common::run_postgres("readyz_says_503_promptly", |db: Db| async move {
-        let mut url = reqwest::Url::parse(&db.url).unwrap();
-        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-        let proxy = CutProxy::start(upstream).await;
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(proxy.addr.port())).unwrap();
+        let (proxy, url) = cut_proxy::CutProxy::in_front_of(&db.url).await;
         let engine = Db {
-            url: url.to_string(),
+            url,
             backend: db.backend,
         }
         .open()

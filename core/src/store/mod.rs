@@ -15,6 +15,7 @@ use crate::model::{AuditEvent, Status, Task};
 
 #[macro_use]
 mod sql;
+pub mod admission;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
@@ -210,7 +211,8 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             Store::Sqlite($s) => $e,
-            Store::Postgres($s) => $e,
+            // Every PostgreSQL call waits its turn (admission.rs): a burst queues, an outage fails.
+            Store::Postgres($s) => $s.admission.run(async { $e }).await,
         }
     };
 }
@@ -613,10 +615,13 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        dispatch!(self, s => {
-            s.writer.close().await;
-            s.pool.close().await
-        })
+        match self {
+            Store::Sqlite(s) => {
+                s.writer.close().await;
+                s.pool.close().await
+            }
+            Store::Postgres(s) => s.pool.close().await,
+        }
     }
 }
 

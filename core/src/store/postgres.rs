@@ -9,6 +9,7 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 
 use crate::store::StoreOptions;
+use crate::store::admission::{Admission, QUEUE_TIMEOUT};
 use crate::wait::Hub;
 
 /// The channel a trigger `NOTIFY`s on when a task changes state; the payload is
@@ -75,6 +76,9 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// Write transactions use the same pool (row locks, not a single writer, order them).
     pub(crate) writer: PgPool,
+    /// The queue every call waits in for its turn at the pool (`Store`'s dispatch enters it;
+    /// the waker's LISTEN connection and sweep do not).
+    pub(crate) admission: Admission,
 }
 
 impl PgStore {
@@ -85,8 +89,11 @@ impl PgStore {
                 crate::store::redact_url(url)
             ))
         })?;
+        let turns = opts.max_connections.max(1);
         let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
+            // The calls' turns, plus the waker's: its LISTEN connection holds one for good
+            // and its safety sweep borrows one, outside the admission queue.
+            .max_connections(turns + 2)
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(options)
             .await
@@ -99,6 +106,7 @@ impl PgStore {
         Ok(PgStore {
             writer: pool.clone(),
             pool,
+            admission: Admission::new(turns, QUEUE_TIMEOUT),
         })
     }
 

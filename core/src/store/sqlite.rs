@@ -78,7 +78,7 @@ pub struct SqliteStore {
 }
 
 /// How long a write may wait in this process's queue for the one writer connection.
-pub const WRITER_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
+pub const WRITER_QUEUE_TIMEOUT: Duration = super::admission::QUEUE_TIMEOUT;
 
 impl SqliteStore {
     pub async fn connect(url: &str, opts: &StoreOptions) -> crate::error::Result<Self> {
