@@ -231,6 +231,10 @@ pub struct FileConfig {
     /// or networks; `INLOOP_TRUSTED_PROXIES` wins). Empty: none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// How long a replica's claim on the first-run setup link lasts without renewal, in seconds
+    /// (`INLOOP_SETUP_LEASE_SECS` wins; default 60): another replica takes the link over
+    /// within 4/3 of it after the holder dies.
+    pub setup_lease_secs: Option<u64>,
     /// Notification channels and the outbox (`[channels]`, see [`ChannelsConfig`]).
     pub channels: Option<ChannelsConfig>,
     /// Completion callbacks (`[callbacks]`, see [`CallbacksConfig`]).

@@ -513,10 +513,127 @@ async fn setup_link_is_taken_over_when_its_holder_goes(db: Db) {
     engine_b.close().await;
 }
 
+/// `inloop serve`, the real binary, with its stdout and stderr lines on a channel; killed
+/// (SIGKILL) when dropped.
+struct Serve {
+    child: std::process::Child,
+    base: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(db: &Db, lease_secs: u64) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inloop"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("INLOOP_DATABASE_URL", &db.url)
+            .env("INLOOP_SETUP_LEASE_SECS", lease_secs.to_string())
+            .env("INLOOP_LOG_FORMAT", "json")
+            .env_remove("INLOOP_PUBLIC_URL")
+            .env_remove("INLOOP_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start inloop serve");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let forward = |r: Box<dyn std::io::Read + Send>, tx: std::sync::mpsc::Sender<String>| {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            })
+        };
+        forward(Box::new(out), tx.clone());
+        forward(Box::new(err), tx);
+        let mut serve = Serve {
+            child,
+            base: String::new(),
+            lines,
+        };
+        let listening = serve.line("listening on", Duration::from_secs(30));
+        let addr = listening
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {listening:?}"));
+        serve.base = format!("http://{addr}");
+        serve
+    }
+
+    /// The next line holding `needle`, within `within`.
+    fn line(&self, needle: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?} within {within:?} ({e})"),
+            }
+        }
+    }
+
+    /// The token of the next setup link this replica prints or logs.
+    fn setup_token(&self, within: Duration) -> String {
+        let l = self.line("/setup?token=", within);
+        l.split("/setup?token=")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real binary: two `inloop serve` replicas, the one that printed the setup link is
+/// killed with SIGKILL (no withdrawal), and the other logs a new link within 4/3 of the lease
+/// (`INLOOP_SETUP_LEASE_SECS`); the dead replica's link is refused, the new one works once.
+async fn setup_link_is_taken_over_after_its_serve_is_killed(db: Db) {
+    // Migrated first: two replicas starting on a fresh database race to migrate (safe, but
+    // the point here is the lease).
+    db.open().await.close().await;
+    let lease = Duration::from_secs(1);
+    let a = Serve::start(&db, lease.as_secs());
+    let token_a = a.setup_token(Duration::from_secs(10));
+    let b = Serve::start(&db, lease.as_secs());
+    b.line("printed by another replica", Duration::from_secs(10));
+    assert_eq!(setup_get(&b.base, &token_a).await, StatusCode::OK);
+    let mut a = a;
+    a.child.kill().unwrap(); // SIGKILL: A never withdraws its token
+    a.child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let token_b = tokio::task::block_in_place(|| b.setup_token(Duration::from_secs(15)));
+    let took = killed.elapsed();
+    eprintln!("setup link taken over {took:?} after the SIGKILL (lease {lease:?})");
+    assert!(
+        took < lease * 4 / 3 + Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert_ne!(token_a, token_b);
+    assert_eq!(setup_get(&b.base, &token_a).await, StatusCode::FORBIDDEN);
+    assert_eq!(setup_get(&b.base, &token_b).await, StatusCode::OK);
+    assert_eq!(
+        setup_post(&b.base, &token_b, "root").await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(setup_get(&b.base, &token_b).await, StatusCode::GONE);
+    drop(b);
+}
+
 conformance!(
     slack_replay_to_the_other_replica_is_refused,
     failed_sign_ins_count_across_replicas,
     setup_link_works_once_on_any_replica,
     setup_link_race_on_two_replicas,
     setup_link_is_taken_over_when_its_holder_goes,
+    setup_link_is_taken_over_after_its_serve_is_killed,
 );

@@ -27,6 +27,7 @@ pub(super) struct ServePlan {
     json_logs: bool,
     channels: crate::channels::Settings,
     trusted_proxies: crate::server::hardening::TrustedProxies,
+    setup_lease: std::time::Duration,
 }
 
 /// Resolves the settings; a misconfigured channel or log format stops here.
@@ -56,12 +57,37 @@ pub(super) fn plan(a: ServeArgs, file: &crate::config::FileConfig) -> Result<Ser
         channels,
         trusted_proxies: crate::server::hardening::TrustedProxies::resolve(&file.trusted_proxies)?,
         public_url,
+        setup_lease: setup_lease(file.setup_lease_secs)?,
         log: std::env::var("INLOOP_LOG")
             .ok()
             .or_else(|| file.log.clone())
             .unwrap_or_else(|| "info".into()),
         json_logs,
     })
+}
+
+/// The setup link's lease: `INLOOP_SETUP_LEASE_SECS`, else the file's `setup_lease_secs`, else
+/// [`crate::users::SETUP_LEASE`]; 1 s to a day.
+fn setup_lease(from_file: Option<u64>) -> Result<std::time::Duration, Failure> {
+    let secs = match std::env::var("INLOOP_SETUP_LEASE_SECS") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            fail(
+                "config",
+                format!("INLOOP_SETUP_LEASE_SECS must be a whole number of seconds, not {v:?}"),
+            )
+        })?,
+        _ => match from_file {
+            Some(secs) => secs,
+            None => return Ok(crate::users::SETUP_LEASE),
+        },
+    };
+    if !(1..=86_400).contains(&secs) {
+        return Err(fail(
+            "config",
+            format!("the setup lease must be 1 to 86400 seconds, not {secs}"),
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Serves until ctrl-c or SIGTERM.
@@ -78,6 +104,7 @@ pub(super) async fn perform(
         json_logs,
         channels,
         trusted_proxies,
+        setup_lease,
     } = plan;
     crate::server::logging::init(&log, json_logs)
         .map_err(|e| fail("config", format!("INLOOP_LOG {log:?}: {e}")))?;
@@ -109,7 +136,7 @@ pub(super) async fn perform(
             "first run: the setup link was printed by another replica ({holder}, at {}); it works \
              here too. If that replica has stopped, this one logs a new link within {} s.",
             crate::model::format_ms(*since),
-            crate::users::SETUP_LEASE.as_secs() * 4 / 3
+            (setup_lease * 4 / 3).as_secs_f64().ceil()
         )?,
         SetupStart::Closed => {}
     }
@@ -124,7 +151,7 @@ pub(super) async fn perform(
         // Offered even when another replica holds the link: this one takes over if that
         // one stops before setup is done.
         setup_token: (setup != SetupStart::Closed).then_some(token),
-        setup_lease: None,
+        setup_lease: Some(setup_lease),
         throttle: None,
         channels: Some(channels),
         trusted_proxies,
