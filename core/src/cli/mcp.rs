@@ -106,7 +106,7 @@ pub(super) fn run(launch: Launch) -> Result<i32, Failure> {
     }
 }
 
-fn cannot_start(python: &OsStr, e: &std::io::Error) -> Failure {
+pub(super) fn cannot_start(python: &OsStr, e: &std::io::Error) -> Failure {
     Failure::Cli {
         code: "mcp_unavailable",
         message: format!(

@@ -1230,12 +1230,12 @@ fn mcp_uses_inloop_python_and_passes_the_global_options_as_variables() {
 
 #[test]
 fn mcp_without_python_fails_with_the_install_hint() {
-    let l = mcp::Launch {
-        python: "/nonexistent/inloop-test/python3".into(),
-        args: vec![],
-        env: vec![],
-    };
-    let failure = mcp::run(l).expect_err("no such interpreter");
+    // Not `mcp::run`: its `exec` resets SIGPIPE to the default in this process before it
+    // fails (std does, for the new program), and a later test writing to a closed socket
+    // would be killed. `core/tests/cli_mcp.rs` runs that path in the real binary.
+    let python = std::ffi::OsStr::new("/nonexistent/inloop-test/python3");
+    let spawned = std::process::Command::new(python).spawn();
+    let failure = mcp::cannot_start(python, &spawned.expect_err("no such interpreter"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut input: &[u8] = b"";
     let mut io = Io {
