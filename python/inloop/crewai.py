@@ -52,7 +52,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("inloop.crewai needs CrewAI: pip install 'inloop[crewai]'") from e
 
-from ._adapters import args_digest, wait_ended
+from ._adapters import args_digest, check_run_id, wait_ended
 from ._sync import run_sync
 from .client import Client, Timeout, default_client
 from .errors import InvalidArgument
@@ -73,14 +73,6 @@ __all__ = [
 ]
 
 KEY_PREFIX = "crewai:"
-
-
-def _check_run_id(run_id: object) -> str:
-    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 200:
-        raise InvalidArgument(
-            f"run_id must be a non-empty string of at most 200 characters, not {run_id!r}"
-        )
-    return run_id
 
 
 def ask_key(run_id: str, question: str, repeat: int) -> str:
@@ -154,7 +146,7 @@ class _Asking:
         verification: Verification | None,
         verifier: Verifier | None,
     ) -> None:
-        self.run_id = _check_run_id(run_id)
+        self.run_id = check_run_id(run_id)
         self.client = client or default_client()
         self.timeout = timeout
         self.notify = notify
@@ -222,7 +214,7 @@ class HumanTool(BaseTool):  # type: ignore[misc]
         verifier: Verifier | None = None,
         **fields: Any,
     ) -> None:
-        super().__init__(run_id=_check_run_id(run_id), **fields)
+        super().__init__(run_id=check_run_id(run_id), **fields)
         self._asking = _Asking(run_id, client, timeout, notify, assign_to, verification, verifier)
 
     def ask(self, question: str, agent: str | None = None) -> Task:

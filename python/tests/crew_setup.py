@@ -97,8 +97,14 @@ class RefundTool(BaseTool):  # type: ignore[misc]
 
 
 def make_crew(
-    run_id: str, client: Client, *, review: bool = True, timeout: float | None = None
+    run_id: str,
+    client: Client,
+    *,
+    review: bool = True,
+    timeout: float | None = None,
+    **ask: Any,
 ) -> Crew:
+    """The crew; ``ask`` goes to its ``HumanTool`` (``verification=``, ``verifier=``)."""
     llm = ScriptedLLM(model="scripted")
     agent = Agent(
         role="refund clerk",
@@ -106,7 +112,7 @@ def make_crew(
         backstory="Careful with money.",
         llm=llm,
         tools=[
-            HumanTool(run_id=run_id, client=client, timeout=timeout),
+            HumanTool(run_id=run_id, client=client, timeout=timeout, **ask),
             RefundTool(run_id=run_id, client=client),
         ],
         verbose=False,

@@ -1,9 +1,10 @@
 """The CrewAI adapter with the real ``crewai`` (a scripted ``BaseLLM`` subclass, no network), on
 SQLite and PostgreSQL: the ``ask_human`` tool and the review of a ``human_input=True`` task
 answered through inloop (a revision round, then an approval; ``kickoff`` and the native async
-``akickoff``), a crew SIGKILLed while waiting on the question and again while waiting on the
-review, each time rerun by a new process with the same run id (the person is asked once per
-question, the refund happens once, counted in a file), unanswered requests, and bad input.
+``akickoff``), the SDK verifier on the question and the core's rules on the review, a crew
+SIGKILLed while waiting on the question and again while waiting on the review, each time rerun
+by a new process with the same run id (the person is asked once per question, the refund
+happens once, counted in a file), unanswered requests, and bad input.
 
 CrewAI's pins conflict with other adapters' (see python/requirements-crewai.txt): this file runs
 in its own environment (scripts/test-crewai.sh). Elsewhere it skips, unless
@@ -28,7 +29,15 @@ if os.environ.get("INLOOP_REQUIRE_CREWAI") != "1":
 
 from crew_setup import EFFECTS, QUESTION, make_crew
 
-from inloop import Client, InvalidAnswer, InvalidArgument, Status, Task
+from inloop import (
+    Client,
+    InvalidAnswer,
+    InvalidArgument,
+    Status,
+    Task,
+    VerificationRejected,
+    verifiers,
+)
 from inloop.crewai import HumanReview, HumanTool, ask_key, review_schema
 
 HERE = Path(__file__).parent
@@ -97,6 +106,62 @@ async def test_rejected_by_the_person_no_refund(client: Client) -> None:
     await client.answer(ask.id, {"answer": "no, it was never shipped"}, by="carol")
     out = await asyncio.wait_for(job, 60)
     assert out.raw == "No refund: no, it was never shipped" and EFFECTS == []
+
+
+async def test_sdk_verifier_sends_the_question_back(client: Client) -> None:
+    """``verifier=`` on the tool: a bare "yes" is sent back to the person with the reason,
+    the crew keeps waiting, and only the answer that passes reaches the agent."""
+
+    def needs_a_reason(payload: dict[str, Any], answer: dict[str, Any]) -> verifiers.Verdict:
+        if answer["answer"].strip().lower() == "yes":
+            return verifiers.rejected("say why the refund is due")
+        return verifiers.passed()
+
+    crew = make_crew("c-sv", client, review=False, verifier=needs_a_reason)
+    job = asyncio.ensure_future(asyncio.to_thread(crew.kickoff))
+    ask = await wait_task(client, "crewai:c-sv:ask:")
+    await client.answer(ask.id, {"answer": "yes"}, by="ivy")
+    deadline = time.monotonic() + 20
+    while not (await client.get(ask.id)).rejections:  # the verifier sent it back
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    again = await client.get(ask.id)
+    assert again.status is Status.PENDING
+    assert again.rejections[0]["verifier"] == "sdk:needs_a_reason"
+    assert not job.done() and EFFECTS == []
+    await client.answer(ask.id, {"answer": "yes, it arrived broken"}, by="ivy")
+    out = await asyncio.wait_for(job, 60)
+    assert out.raw == "Refunded 500.0 EUR on A-1"
+    assert EFFECTS == [{"effect": "refunded", "order_id": "A-1", "amount": 500.0}]
+
+
+async def test_core_verification_on_the_review(client: Client) -> None:
+    """``verification=`` on the review (rules checked by the core at answer time): an approval
+    without a note is refused, the review stays open, the approval with one ends it."""
+    needs_note = verifiers.Verification(
+        rules=[
+            verifiers.Rule(
+                name="an approval says what was checked",
+                when={"==": [{"var": "/answer/decision"}, "approve"]},
+                check={"nonempty": {"var": "/answer/feedback"}},
+                message="say what you checked",
+            )
+        ]
+    )
+    crew = make_crew("c-cv", client)
+    with HumanReview(run_id="c-cv", client=client, verification=needs_note):
+        job = asyncio.ensure_future(asyncio.to_thread(crew.kickoff))
+    ask = await wait_task(client, "crewai:c-cv:ask:")
+    await client.answer(ask.id, {"answer": "yes"}, by="jon")
+    review = await wait_task(client, "crewai:c-cv:review:refund-A-1:0:")
+    with pytest.raises(VerificationRejected, match="say what you checked"):
+        await client.answer(review.id, {"decision": "approve"}, by="jon")
+    await asyncio.sleep(0.2)
+    assert not job.done() and (await client.get(review.id)).status is Status.PENDING
+    await client.answer(review.id, {"decision": "approve", "feedback": "receipt seen"}, by="jon")
+    out = await asyncio.wait_for(job, 60)
+    assert out.raw == "Refunded 500.0 EUR on A-1"
+    assert EFFECTS == [{"effect": "refunded", "order_id": "A-1", "amount": 500.0}]
 
 
 async def test_restarts_ask_once_and_refund_once(
