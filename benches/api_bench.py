@@ -9,13 +9,14 @@ Starts a real `inloop serve` (release build) on a fresh database, creates an API
               answer and POSTs it; the agent subtracts the stamp from the moment it resumed.
   throughput  requests/s for `POST /tasks` (create) and `POST /tasks/{id}/answer`, driven
               from one Python process by N concurrent coroutines on one remote Client.
-  waiters     N concurrent remote waiters (`client.wait(id)`, long polls of at most 25 s) on
+  waiters     N concurrent remote waiters (`client.wait(id)`, long polls of at most 25 s) from
+              P client processes (`--procs`, one Client each: one HTTP/2 connection each) on
               one server: the SERVER's RSS and CPU over an idle window, then 100 answered
-              from a second client, checking those waiters resume.
+              from another client, checking those waiters resume.
 
     python benches/api_bench.py latency --backend postgres --n 500
     python benches/api_bench.py throughput --backend postgres --seconds 10 --concurrency 64
-    python benches/api_bench.py waiters --backend postgres --n 10000 --idle 10
+    python benches/api_bench.py waiters --backend postgres --n 100000 --procs 10 --idle 10
 
 The server binary is $INLOOP_BIN, else $CARGO_TARGET_DIR (default ~/.cache/inloop-target)
 /x86_64-unknown-linux-gnu/release/inloop (`cargo build --release -p inloop-core --bin inloop`).
@@ -38,8 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from _common import database, fmt, machine, percentiles
-
-from inloop import Client, Status, await_human
+from inloop import Client, await_human
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -47,9 +47,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def server_binary() -> str:
     if os.environ.get("INLOOP_BIN"):
         return os.environ["INLOOP_BIN"]
-    target = os.environ.get(
-        "CARGO_TARGET_DIR", str(Path.home() / ".cache/inloop-target")
-    )
+    target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/inloop-target"))
     return str(Path(target) / "x86_64-unknown-linux-gnu/release/inloop")
 
 
@@ -176,9 +174,7 @@ async def latency(url: str, key: str, n: int, poll_ms: float) -> list[float]:
 # --- 2. create and answer requests/s ------------------------------------------------------
 
 
-async def throughput(
-    url: str, key: str, seconds: float, concurrency: int, server_pid: int
-) -> None:
+async def throughput(url: str, key: str, seconds: float, concurrency: int, server_pid: int) -> None:
     client = Client(url=url, api_key=key)
     await client.list()
     me = os.getpid()
@@ -228,9 +224,41 @@ async def throughput(
 # --- 3. many concurrent remote waiters ----------------------------------------------------
 
 
+WAIT_CHILD = r"""
+import asyncio, sys
+from inloop import Client
+
+async def main(url, key, ids):
+    client = Client(url=url, api_key=key)
+    async def one(i):
+        t = await client.wait(i)
+        print(f"resumed {t.id} {t.status.value}", flush=True)
+    waits = [asyncio.create_task(one(i)) for i in ids]
+    print(f"waiting {len(ids)}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    for w in waits:
+        w.cancel()
+
+url, key, path, start, end = sys.argv[1:6]
+ids = open(path).read().split()[int(start):int(end)]
+asyncio.run(main(url, key, ids))
+"""
+
+
+def parked(url: str, key: str) -> int:
+    """The server's `inloop_waits_parked` gauge (long polls parked until a wake)."""
+    req = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("inloop_waits_parked "):
+                return int(float(line.split()[1]))
+    return 0
+
+
 async def waiters(
-    url: str, key: str, n: int, idle: float, server_pid: int, port: int
+    url: str, key: str, n: int, idle: float, server_pid: int, port: int, procs: int
 ) -> None:
+    """`n` remote waiters spread over `procs` client processes (one `Client` each)."""
     client = Client(url=url, api_key=key)
     await client.list()
     rss_start = proc_rss_mb(server_pid)
@@ -247,16 +275,45 @@ async def waiters(
     t0 = time.perf_counter()
     await asyncio.gather(*(make(i) for i in range(n)))
     print(f"created {n} tasks in {time.perf_counter() - t0:.1f} s")
+    await client.close()
     rss_before = proc_rss_mb(server_pid)
     base_conns = established(port)
+    ids_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"inloop-bench-ids-{os.getpid()}"
+    ids_file.write_text("\n".join(ids))
+    per = -(-n // procs)
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WAIT_CHILD,
+                url,
+                key,
+                str(ids_file),
+                str(k * per),
+                str(min(n, (k + 1) * per)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(procs)
+    ]
+    resumed: dict[str, str] = {}
+
+    def read(child: subprocess.Popen) -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("resumed "):
+                _, tid, status = line.split()
+                resumed[tid] = status
+
+    readers = [asyncio.get_running_loop().run_in_executor(None, read, c) for c in children]
     t0 = time.perf_counter()
-    waits = [asyncio.create_task(client.wait(i)) for i in ids]
-    # Every wait is one long poll on its own connection: wait until they are all open,
-    # then until the server has settled (no CPU used for a second).
-    while established(port) < n:
-        await asyncio.sleep(0.2)
-        if time.perf_counter() - t0 > 300:
-            raise SystemExit(f"only {established(port)} connections after 300 s")
+    while parked(url, key) < n:
+        await asyncio.sleep(0.5)
+        if time.perf_counter() - t0 > 600:
+            raise SystemExit(f"only {parked(url, key)} waits parked after 600 s")
     conns_time = time.perf_counter() - t0
     prev = proc_cpu_s(server_pid)
     while True:
@@ -273,8 +330,9 @@ async def waiters(
     window_end = time.perf_counter() - t0
     fds = len(os.listdir(f"/proc/{server_pid}/fd"))
     print(
-        f"{n} long polls open in {conns_time:.1f} s ({established(port)} connections to the "
-        f"server, {base_conns} before), server settled {settled:.1f} s after the first"
+        f"{n} long polls parked on the server in {conns_time:.1f} s from {procs} client "
+        f"processes over {established(port) - base_conns} connections "
+        f"({base_conns} before); server settled {settled:.1f} s after the first"
     )
     print(
         f"server RSS: {rss_start:.0f} MB at start, {rss_before:.0f} MB after creating, "
@@ -290,21 +348,25 @@ async def waiters(
     t0 = time.perf_counter()
     await asyncio.gather(*(other.answer(i, True, by="bench") for i in sample))
     answered = time.perf_counter() - t0
-    by_id = dict(zip(ids, waits, strict=True))
-    results = await asyncio.wait_for(asyncio.gather(*(by_id[i] for i in sample)), 120)
-    ok = sum(r.status is Status.COMPLETED for r in results)
+    while sum(resumed.get(i) == "completed" for i in sample) < len(sample):
+        await asyncio.sleep(0.01)
+        if time.perf_counter() - t0 > 120:
+            break
+    ok = sum(resumed.get(i) == "completed" for i in sample)
     print(
         f"answered {len(sample)} from another client in {answered:.2f} s; {ok} of those "
         f"waiters had resumed {time.perf_counter() - t0:.2f} s after the first answer"
     )
-    assert ok == len(sample)
-    pending = [w for w in waits if not w.done()]
-    print(f"still waiting: {len(pending)} (expected {n - len(sample)})")
-    for w in waits:
-        w.cancel()
-    await asyncio.gather(*waits, return_exceptions=True)
+    assert ok == len(sample), f"{ok} of {len(sample)} resumed"
+    print(f"resumed in all: {len(resumed)} (expected {len(sample)})")
+    for c in children:
+        assert c.stdin is not None
+        c.stdin.close()
+    for c in children:
+        c.wait(60)
+    await asyncio.gather(*readers)
+    ids_file.unlink()
     await other.close()
-    await client.close()
 
 
 def main() -> None:
@@ -315,6 +377,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--procs", type=int, default=1, help="waiters: client processes")
     ap.add_argument(
         "--poll-ms",
         type=float,
@@ -340,7 +403,7 @@ def main() -> None:
             )
             asyncio.run(throughput(url, key, args.seconds, args.concurrency, proc.pid))
         else:
-            asyncio.run(waiters(url, key, args.n or 10_000, args.idle, proc.pid, port))
+            asyncio.run(waiters(url, key, args.n or 10_000, args.idle, proc.pid, port, args.procs))
 
 
 if __name__ == "__main__":

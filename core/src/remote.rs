@@ -10,6 +10,9 @@
 //! is generated here when the caller gave none, before the first attempt). Retries back off
 //! from 50 ms, doubling up to 2 s; waits retry for as long as they wait (a server restart
 //! never ends a wait), other calls for up to 30 s. Any other HTTP error is returned at once.
+//!
+//! Connections: HTTP/2 when the server speaks it (`inloop serve` does, without TLS too), so a
+//! process's calls and long polls share one connection; HTTP/1.1 otherwise (`transport.rs`).
 
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use crate::model::{
     Answer, AuditEvent, Created, ListFilter, NewTask, Page, Status, Task, parse_rfc3339,
 };
 use crate::rules;
+
+mod transport;
 
 /// The longest single long poll (the server caps `timeout_ms` at 60 s; proxies often cut
 /// idle requests at 30 s or more).
@@ -59,7 +64,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RemoteEngine {
     base: Url,
     key: String,
-    http: reqwest::Client,
+    transport: std::sync::Arc<transport::Transport>,
 }
 
 impl std::fmt::Debug for RemoteEngine {
@@ -142,16 +147,19 @@ impl RemoteEngine {
                 "the API key contains invalid characters".into(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("inloop/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let transport = std::sync::Arc::new(transport::Transport::new(&base, CONNECT_TIMEOUT)?);
         Ok(RemoteEngine {
             base,
             key: key.to_string(),
-            http,
+            transport,
         })
+    }
+
+    /// Whether this client speaks HTTP/2 to an `http://` server (settled by its first call):
+    /// then every call and long poll of the process shares one connection. `inloop serve`
+    /// offers it; a proxy that speaks only HTTP/1.1 gets HTTP/1.1.
+    pub fn multiplexed(&self) -> bool {
+        self.transport.h2c()
     }
 
     /// The server's URL (without credentials).
@@ -224,7 +232,9 @@ impl RemoteEngine {
         timeout: Duration,
     ) -> std::result::Result<T, (Failure, Error)> {
         let mut req = self
-            .http
+            .transport
+            .client()
+            .await
             .request(method, url.clone())
             .bearer_auth(&self.key)
             .timeout(timeout);

@@ -5,6 +5,8 @@
 //! from another process on the database.
 
 mod common;
+#[path = "common/cut_proxy.rs"]
+mod cut_proxy;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -348,6 +350,46 @@ async fn unknown_ids_are_not_found(db: Db) {
     r.shutdown().await;
 }
 
+/// HTTP/2: 300 long polls from one client, more than hyper's default of 200 streams per
+/// connection, are all parked on the server at once over one TCP connection (counted by a
+/// proxy between them), and every one resumes when answered.
+async fn many_waits_share_one_connection(db: Db) {
+    let engine = db.open().await;
+    let (_, agent) = create_api_key(&engine, "agent", "default", false)
+        .await
+        .unwrap();
+    let server = serve_engine(engine.clone(), ServerOptions::default()).await;
+    let upstream = server.base.trim_start_matches("http://").to_string();
+    let proxy = cut_proxy::CutProxy::start(upstream).await;
+    let agent = RemoteEngine::new(&format!("http://{}", proxy.addr), &agent).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(agent.create(task(&format!("m-{i}"))).await.unwrap().task.id);
+    }
+    assert!(agent.multiplexed(), "inloop serve speaks HTTP/2");
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (agent, id) = (agent.clone(), *id);
+            tokio::spawn(async move { agent.wait(id, None).await })
+        })
+        .collect();
+    common::eventually(
+        "300 waits parked on the server",
+        Duration::from_secs(30),
+        || engine.parked() >= 300,
+    )
+    .await;
+    for id in &ids {
+        engine.answer(*id, approve("ann")).await.unwrap();
+    }
+    for w in waits {
+        assert_eq!(w.await.unwrap().unwrap().status, Status::Completed);
+    }
+    assert_eq!(proxy.accepted(), 1, "one connection carried every call");
+    server.stop().await;
+}
+
 conformance!(
     create_is_idempotent_by_key,
     concurrent_creators_get_one_task,
@@ -362,4 +404,42 @@ conformance!(
     ask_creates_waits_and_replays,
     unknown_ids_are_not_found,
     namespaces_are_the_keys_own,
+    many_waits_share_one_connection,
 );
+
+/// A server (or proxy) that speaks only HTTP/1.1: the first call's HTTP/2 probe fails, and
+/// every call goes over HTTP/1.1, answered as usual.
+#[tokio::test]
+async fn an_http1_only_server_is_spoken_to_in_http1() {
+    // hyper's HTTP/1.1-only connection (axum's serve would speak HTTP/2 too).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_req| async {
+                let body = r#"{"error": {"code": "not_found", "message": "no such task"}}"#;
+                let resp = hyper::Response::builder()
+                    .status(404)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let remote = RemoteEngine::new(&base, "ilk_test").unwrap();
+    for _ in 0..3 {
+        let got = remote.get(uuid::Uuid::now_v7()).await;
+        // The server's answer came back, whole (its error body decoded).
+        assert!(
+            matches!(&got, Err(e) if e.code() == "not_found" && e.to_string().contains("no such task")),
+            "{got:?}"
+        );
+    }
+    assert!(!remote.multiplexed());
+    server.abort();
+}

@@ -20,6 +20,7 @@ mod email_links;
 pub mod error;
 pub mod extract;
 pub mod hardening;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 mod openapi;
@@ -575,11 +576,7 @@ pub async fn serve(
     let _stop_keeper = AbortOnDrop(keeper);
     let (tx, rx) = watch::channel(false);
     let app = build(state(engine.clone(), &opts, rx, None));
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let result = listen::run(listener, app, async move {
         shutdown.await;
         let _ = tx.send(true);
     })
