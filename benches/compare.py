@@ -601,6 +601,8 @@ def prepare(skip_build: bool) -> tuple[Path, Path, Path]:
                 "-q",
                 "--disable-pip-version-check",
                 "psycopg[binary]==3.3.9",
+                # The package's one dependency (the wheel goes in with --no-deps below).
+                "pydantic==2.14.4",
             ]
         )
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir()))
