@@ -587,6 +587,9 @@ def prepare(skip_build: bool) -> tuple[Path, Path, Path]:
                 "-q",
                 "--disable-pip-version-check",
                 f"awaithumans[server]=={AH_VERSION}",
+                # Its PostgreSQL dialect (SQLAlchemy's `postgresql+psycopg`) imports psycopg 3,
+                # which its [server] extra does not install.
+                "psycopg[binary]==3.3.9",
             ]
         )
         (ah / f".installed-{AH_VERSION}").touch()
