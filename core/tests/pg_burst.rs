@@ -12,33 +12,10 @@ mod cut_proxy;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, run_postgres};
-use inloop_core::{Answer, Engine, EngineOptions, Error, NewTask};
-use serde_json::json;
+use common::{Db, create_and_answer, run_postgres};
+use inloop_core::{EngineOptions, Error};
 
 const BURST: usize = 3_000;
-
-async fn create_and_answer(e: Engine, i: usize) -> Result<(), Error> {
-    let t = e
-        .create(NewTask {
-            key: Some(format!("burst-{i}")),
-            title: "Approve?".into(),
-            payload: json!({ "i": i }),
-            response_schema: json!({"type": "boolean"}),
-            ..Default::default()
-        })
-        .await?;
-    e.answer(
-        t.task.id,
-        Answer {
-            response: json!(true),
-            by: "ann".into(),
-            channel: "sdk".into(),
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 /// 3,000 create+answer at once on 4 turns with a 500 ms connection timeout: the burst takes
 /// several times that, and not one call fails. (Not less than 500 ms: sqlx hands a released

@@ -10,9 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::run_sqlite;
-use inloop_core::{Answer, EngineOptions, NewTask};
-use serde_json::json;
+use common::{create_and_answer, run_sqlite};
+use inloop_core::EngineOptions;
 
 const BURST: usize = 2_000;
 
@@ -23,29 +22,7 @@ async fn a_write_burst_queues_for_the_writer_instead_of_timing_out() {
         opts.store.acquire_timeout = Duration::from_millis(50);
         let engine = db.open_with(opts).await;
         let started = Instant::now();
-        let creates = (0..BURST).map(|i| {
-            let e = engine.clone();
-            tokio::spawn(async move {
-                let t = e
-                    .create(NewTask {
-                        key: Some(format!("burst-{i}")),
-                        title: "Approve?".into(),
-                        payload: json!({ "i": i }),
-                        response_schema: json!({"type": "boolean"}),
-                        ..Default::default()
-                    })
-                    .await?;
-                e.answer(
-                    t.task.id,
-                    Answer {
-                        response: json!(true),
-                        by: "ann".into(),
-                        channel: "sdk".into(),
-                    },
-                )
-                .await
-            })
-        });
+        let creates = (0..BURST).map(|i| tokio::spawn(create_and_answer(engine.clone(), i)));
         let results = futures_util::future::join_all(creates).await;
         let took = started.elapsed();
         let failed: Vec<String> = results

@@ -333,6 +333,29 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
+/// One burst agent's work, for the burst tests: create the task `burst-{i}`, then answer it.
+pub async fn create_and_answer(e: Engine, i: usize) -> Result<(), inloop_core::Error> {
+    let t = e
+        .create(inloop_core::NewTask {
+            key: Some(format!("burst-{i}")),
+            title: "Approve?".into(),
+            payload: serde_json::json!({ "i": i }),
+            response_schema: serde_json::json!({"type": "boolean"}),
+            ..Default::default()
+        })
+        .await?;
+    e.answer(
+        t.task.id,
+        inloop_core::Answer {
+            response: serde_json::json!(true),
+            by: "ann".into(),
+            channel: "sdk".into(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
